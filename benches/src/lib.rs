@@ -1,0 +1,1 @@
+//! Benchmarks of insitu: criterion benches in `benches/`, comparison scripts beside them.

@@ -1,0 +1,292 @@
+//! Bulk cutouts from a catalogue, in parallel with rayon, to a folder, a multi-extension FITS
+//! file or a `.npy` stack.
+//!
+//! Every row is planned (sky → pixel, window, checks) before any pixel is read or any file is
+//! written, so a bad row fails the whole run up front unless bad rows are to be skipped. Planned
+//! cutouts are then cut in source-row order, so each thread sweeps the mosaic once from top to
+//! bottom instead of jumping around it (on NFS the first touch of a page is what costs).
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::catalog::{BadRow, Catalog, Target};
+use crate::cutout::{self, Center, CutoutRequest, Mode, Size, Window};
+use crate::fits::{Card, Header, Image, Value};
+use crate::npy::NpyWriter;
+use crate::wcs::Wcs;
+use crate::{Error, Result};
+
+/// Where bulk cutouts go.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// One `ID.fits` per row (the row number when there is no id).
+    Dir(PathBuf),
+    /// One multi-extension FITS file: an empty primary HDU, then one IMAGE extension per row.
+    Mef(PathBuf),
+    /// One `[N, H, W]` (or `[N, planes, H, W]`) little-endian float32 stack of physical values.
+    Npy(PathBuf),
+}
+
+/// Options shared by every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkOptions {
+    pub size: Size,
+    pub mode: Mode,
+    pub planes: Option<Range<usize>>,
+    /// Skip bad rows (and report them) instead of failing before writing anything.
+    pub skip_bad: bool,
+}
+
+/// What a bulk run did.
+#[derive(Debug, Clone, Default)]
+pub struct BulkReport {
+    pub written: usize,
+    pub skipped: Vec<BadRow>,
+}
+
+/// One planned cutout.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub target: Target,
+    pub window: Window,
+    pub planes: Range<usize>,
+}
+
+/// Plans every row: the good ones in catalogue order, and the rows that cannot be cut.
+pub fn plan_all(
+    image: &Image<'_>,
+    wcs: Option<&Wcs>,
+    catalog: &Catalog,
+    options: &BulkOptions,
+) -> (Vec<Planned>, Vec<BadRow>) {
+    let results: Vec<std::result::Result<Planned, BadRow>> = catalog
+        .targets
+        .par_iter()
+        .map(|t| {
+            let request = CutoutRequest {
+                center: Center::Sky {
+                    ra: t.ra,
+                    dec: t.dec,
+                },
+                size: t.size.map_or(options.size, Size::Pixels),
+                mode: options.mode,
+                planes: options.planes.clone(),
+            };
+            cutout::plan(image, wcs, &request)
+                .map(|(window, planes)| Planned {
+                    target: t.clone(),
+                    window,
+                    planes,
+                })
+                .map_err(|e| BadRow {
+                    row: t.row,
+                    reason: e.to_string(),
+                })
+        })
+        .collect();
+    let mut bad = catalog.bad.clone();
+    let mut planned = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(p) => planned.push(p),
+            Err(b) => bad.push(b),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    planned.retain(|p| {
+        let fresh = seen.insert(file_stem(&p.target));
+        if !fresh {
+            bad.push(BadRow {
+                row: p.target.row,
+                reason: format!("id {:?} repeats an earlier row", file_stem(&p.target)),
+            });
+        }
+        fresh
+    });
+    bad.sort_by_key(|b| b.row);
+    (planned, bad)
+}
+
+/// Plans, checks and writes all cutouts. `progress` is called with the number of cutouts just
+/// finished (from several threads).
+pub fn run(
+    image: &Image<'_>,
+    wcs: Option<&Wcs>,
+    catalog: &Catalog,
+    options: &BulkOptions,
+    output: &Output,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<BulkReport> {
+    let (planned, bad) = plan_all(image, wcs, catalog, options);
+    if !bad.is_empty() && !options.skip_bad {
+        let shown: Vec<String> = bad.iter().take(5).map(BadRow::to_string).collect();
+        let more = if bad.len() > 5 {
+            format!(" (and {} more)", bad.len() - 5)
+        } else {
+            String::new()
+        };
+        return Err(Error::Cutout(format!(
+            "{} bad catalogue row(s), nothing written (use --skip-bad to skip them): {}{more}",
+            bad.len(),
+            shown.join("; ")
+        )));
+    }
+    match output {
+        Output::Dir(dir) => write_dir(image, &planned, dir, progress)?,
+        Output::Mef(path) => write_mef(image, &planned, path, progress)?,
+        Output::Npy(path) => {
+            // With every row skipped the stack is empty but keeps the requested shape.
+            let side = cutout::side_pixels(options.size, wcs)?;
+            write_npy(image, &planned, side, path, progress)?
+        }
+    }
+    Ok(BulkReport {
+        written: planned.len(),
+        skipped: bad,
+    })
+}
+
+fn file_stem(t: &Target) -> String {
+    t.id.clone().unwrap_or_else(|| t.row.to_string())
+}
+
+/// Indices of `planned` sorted by their first source row: the order each thread sweeps in.
+fn sweep_order(planned: &[Planned]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    order.sort_by_key(|&i| (planned[i].window.y0, planned[i].window.x0));
+    order
+}
+
+fn write_dir(
+    image: &Image<'_>,
+    planned: &[Planned],
+    dir: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    sweep_order(planned).par_iter().try_for_each(|&i| {
+        let p = &planned[i];
+        let bytes = cutout::cut_window(image, p.window, p.planes.clone()).to_fits_bytes();
+        let path = dir.join(format!("{}.fits", file_stem(&p.target)));
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        progress(1);
+        Ok(())
+    })
+}
+
+fn write_mef(
+    image: &Image<'_>,
+    planned: &[Planned],
+    path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    let tmp = path.with_extension("fits.partial");
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut primary = Header::default();
+    primary.push(Card::new(
+        "SIMPLE",
+        Value::Logical(true),
+        "conforms to FITS standard",
+    ));
+    primary.push(Card::new("BITPIX", Value::Integer(8), ""));
+    primary.push(Card::new("NAXIS", Value::Integer(0), ""));
+    primary.push(Card::new(
+        "EXTEND",
+        Value::Logical(true),
+        "one cutout per extension",
+    ));
+    primary.push(Card::new(
+        "NCUTOUT",
+        Value::Integer(planned.len() as i64),
+        "number of cutouts",
+    ));
+    out.write_all(&primary.to_bytes())
+        .map_err(|e| Error::io(&tmp, e))?;
+    // Catalogue order in the file; each chunk is cut in parallel, then written in order.
+    for chunk in planned.chunks(256) {
+        let hdus: Vec<Vec<u8>> = chunk
+            .par_iter()
+            .map(|p| {
+                let mut c = cutout::cut_window(image, p.window, p.planes.clone());
+                c.header = as_extension(c.header, &file_stem(&p.target), p.target.row);
+                c.to_fits_bytes()
+            })
+            .collect();
+        for hdu in hdus {
+            out.write_all(&hdu).map_err(|e| Error::io(&tmp, e))?;
+        }
+        progress(chunk.len() as u64);
+    }
+    out.flush().map_err(|e| Error::io(&tmp, e))?;
+    drop(out);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A primary cutout header turned into an IMAGE extension header (FITS 4.0 §7.1).
+fn as_extension(mut h: Header, extname: &str, row: usize) -> Header {
+    h.remove("SIMPLE");
+    h.remove("EXTEND");
+    h.insert(
+        0,
+        Card::new("XTENSION", Value::String("IMAGE".into()), "image extension"),
+    );
+    let naxis = h.integer("NAXIS").unwrap_or(2);
+    let last_axis = format!("NAXIS{naxis}");
+    h.set("PCOUNT", Value::Integer(0), Some(&last_axis));
+    h.set("GCOUNT", Value::Integer(1), Some("PCOUNT"));
+    h.set("EXTNAME", Value::String(extname.into()), Some("GCOUNT"));
+    h.set("CATROW", Value::Integer(row as i64), Some("EXTNAME"));
+    h
+}
+
+fn write_npy(
+    image: &Image<'_>,
+    planned: &[Planned],
+    empty_side: (usize, usize),
+    path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    let (w, h, planes) = match planned.first() {
+        Some(p) => (p.window.width, p.window.height, p.planes.len()),
+        None => (empty_side.0, empty_side.1, image.planes()),
+    };
+    if let Some(p) = planned
+        .iter()
+        .find(|p| (p.window.width, p.window.height) != (w, h))
+    {
+        return Err(Error::Cutout(format!(
+            "an .npy stack needs one shape: row {} is {}×{} but row {} is {w}×{h} (sizes differ, or trim mode cut at an edge)",
+            p.target.row, p.window.width, p.window.height, planned[0].target.row
+        )));
+    }
+    let shape: Vec<usize> = if image.axes().len() > 2 {
+        vec![planned.len(), planes, h, w]
+    } else {
+        vec![planned.len(), h, w]
+    };
+    let writer = NpyWriter::create(path, &shape)?;
+    let order = sweep_order(planned);
+    order.par_iter().try_for_each_init(
+        || vec![0f32; planes * w * h],
+        |buf, &i| {
+            let p = &planned[i];
+            for (k, plane) in p.planes.clone().enumerate() {
+                cutout::window_physical(
+                    image,
+                    plane,
+                    p.window,
+                    &mut buf[k * w * h..(k + 1) * w * h],
+                );
+            }
+            writer.write_item(i, buf)?;
+            progress(1);
+            Ok::<(), Error>(())
+        },
+    )?;
+    writer.finish()
+}

@@ -1,0 +1,467 @@
+//! Cutouts with astropy `Cutout2D` semantics: the same window, the same fill, the same WCS shift.
+
+use std::ops::Range;
+use std::str::FromStr;
+
+use crate::fits::{Card, Header, Image, Value};
+use crate::wcs::Wcs;
+use crate::{Error, Result};
+
+/// What happens when the cutout extends past the image (astropy `overlap_slices` modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Keep the requested shape; pixels outside the image are filled (NaN, or BLANK).
+    #[default]
+    Partial,
+    /// Return only the part inside the image.
+    Trim,
+    /// Refuse a cutout that is not entirely inside the image.
+    Strict,
+}
+
+impl FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Mode> {
+        match s {
+            "partial" => Ok(Mode::Partial),
+            "trim" => Ok(Mode::Trim),
+            "strict" => Ok(Mode::Strict),
+            other => Err(Error::Cutout(format!(
+                "mode {other:?} is not one of partial, trim, strict"
+            ))),
+        }
+    }
+}
+
+/// Where the cutout is centred.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Center {
+    /// 0-based pixel coordinates (the centre of the first pixel is 0.0), as astropy.
+    Pixel { x: f64, y: f64 },
+    /// ICRS right ascension and declination in degrees.
+    Sky { ra: f64, dec: f64 },
+}
+
+/// The side of a square cutout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Size {
+    Pixels(usize),
+    Arcsec(f64),
+}
+
+/// Largest side accepted, so a typo cannot ask for terabytes.
+pub const MAX_SIDE: usize = 32_768;
+
+/// One cutout request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutoutRequest {
+    pub center: Center,
+    pub size: Size,
+    pub mode: Mode,
+    /// Planes of a cube to keep (all when `None`).
+    pub planes: Option<Range<usize>>,
+}
+
+/// A window of the source image in 0-based pixels; in `partial` mode it may extend outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x0: i64,
+    pub y0: i64,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// A finished cutout: header and stored big-endian pixel values, ready to write as FITS.
+#[derive(Debug, Clone)]
+pub struct Cutout {
+    pub header: Header,
+    pub window: Window,
+    pub planes: Range<usize>,
+    pub data: Vec<u8>,
+}
+
+impl Cutout {
+    /// The cutout as a complete single-HDU FITS file.
+    pub fn to_fits_bytes(&self) -> Vec<u8> {
+        let mut out = self.header.to_bytes();
+        out.extend_from_slice(&self.data);
+        out.resize(
+            out.len().div_ceil(crate::fits::header::BLOCK_LEN) * crate::fits::header::BLOCK_LEN,
+            0,
+        );
+        out
+    }
+}
+
+/// The 1-D part of astropy's `overlap_slices`: start index and length of the cutout along
+/// one axis. The low edge is `ceil(pos - size/2)` (astropy's default `limit_rounding_method`),
+/// so even sizes round the centre up.
+fn axis_window(large: usize, small: usize, pos: f64, mode: Mode) -> Result<(i64, usize), Overlap> {
+    // Beyond ±2^52 pixels an f64 has no fractional part left and no image is that large.
+    if !pos.is_finite() || pos.abs() > 4.0e15 {
+        return Err(Overlap::None);
+    }
+    let min = (pos - small as f64 / 2.0).ceil() as i64;
+    let max = min + small as i64;
+    let large = large as i64;
+    if max <= 0 || min >= large {
+        return Err(Overlap::None);
+    }
+    let inside = min >= 0 && max <= large;
+    match mode {
+        Mode::Strict if !inside => Err(Overlap::Partial),
+        Mode::Trim => {
+            let start = min.max(0);
+            Ok((start, (max.min(large) - start) as usize))
+        }
+        _ => Ok((min, small)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overlap {
+    None,
+    Partial,
+}
+
+/// The window astropy's `Cutout2D` cuts for a centre `(x, y)` and shape `width × height`.
+pub fn cutout_window(
+    image_width: usize,
+    image_height: usize,
+    (x, y): (f64, f64),
+    (width, height): (usize, usize),
+    mode: Mode,
+) -> Result<Window> {
+    let explain = |o: Overlap| {
+        match o {
+        Overlap::None => Error::Cutout(format!(
+            "position ({x:.3}, {y:.3}) does not overlap the {image_width}×{image_height} image (no overlap)"
+        )),
+        Overlap::Partial => Error::Cutout(format!(
+            "strict mode: the {width}×{height} cutout at ({x:.3}, {y:.3}) extends outside the \
+             {image_width}×{image_height} image"
+        )),
+    }
+    };
+    // Check both axes for no overlap first, as astropy does, so the error says the worst.
+    let wx = axis_window(image_width, width, x, Mode::Partial).map_err(explain)?;
+    let wy = axis_window(image_height, height, y, Mode::Partial).map_err(explain)?;
+    let (x0, width) = if mode == Mode::Partial {
+        wx
+    } else {
+        axis_window(image_width, width, x, mode).map_err(explain)?
+    };
+    let (y0, height) = if mode == Mode::Partial {
+        wy
+    } else {
+        axis_window(image_height, height, y, mode).map_err(explain)?
+    };
+    Ok(Window {
+        x0,
+        y0,
+        width,
+        height,
+    })
+}
+
+/// Side of the cutout in pixels: `Cutout2D` rounds an angular size with `np.round` (half to
+/// even) against `proj_plane_pixel_scales`. Returns (width, height).
+pub fn side_pixels(size: Size, wcs: Option<&Wcs>) -> Result<(usize, usize)> {
+    let (w, h) = match size {
+        Size::Pixels(n) => (n as f64, n as f64),
+        Size::Arcsec(arcsec) => {
+            let wcs =
+                wcs.ok_or_else(|| Error::Cutout("a size in arcsec needs a celestial WCS".into()))?;
+            let (sx, sy) = wcs.pixel_scales();
+            let deg = arcsec / 3600.0;
+            // astropy divides size[axis] by pixel_scales[axis] with axis 0 = rows (y) but
+            // pixel_scales[0] = x: reproduced as is (it only matters for non-square pixels).
+            ((deg / sy).round_ties_even(), (deg / sx).round_ties_even())
+        }
+    };
+    let ok = |v: f64| v.is_finite() && v >= 1.0 && v <= MAX_SIDE as f64;
+    if !ok(w) || !ok(h) {
+        return Err(Error::Cutout(format!(
+            "cutout size {size:?} gives {w}×{h} pixels; it must be between 1 and {MAX_SIDE}"
+        )));
+    }
+    Ok((w as usize, h as usize))
+}
+
+/// 0-based pixel position of a centre.
+pub fn center_pixel(center: Center, wcs: Option<&Wcs>) -> Result<(f64, f64)> {
+    match center {
+        Center::Pixel { x, y } if x.is_finite() && y.is_finite() => Ok((x, y)),
+        Center::Pixel { x, y } => Err(Error::Cutout(format!(
+            "pixel position ({x}, {y}) is not finite"
+        ))),
+        Center::Sky { ra, dec } => {
+            if !(ra.is_finite() && dec.is_finite() && (-90.0..=90.0).contains(&dec)) {
+                return Err(Error::Cutout(format!(
+                    "sky position ({ra}, {dec}) is not a valid RA/Dec in degrees"
+                )));
+            }
+            let wcs =
+                wcs.ok_or_else(|| Error::Cutout("a sky position needs a celestial WCS".into()))?;
+            wcs.sky_to_pixel(ra, dec).ok_or_else(|| {
+                Error::Cutout(format!(
+                    "position ({ra}, {dec}) cannot be projected onto this image (no overlap)"
+                ))
+            })
+        }
+    }
+}
+
+/// Plans a cutout: where it lies in the source, without reading pixels.
+pub fn plan(
+    image: &Image<'_>,
+    wcs: Option<&Wcs>,
+    request: &CutoutRequest,
+) -> Result<(Window, Range<usize>)> {
+    let pos = center_pixel(request.center, wcs)?;
+    let shape = side_pixels(request.size, wcs)?;
+    let window = cutout_window(image.width(), image.height(), pos, shape, request.mode)?;
+    let planes = match &request.planes {
+        None => 0..image.planes(),
+        Some(r) if r.start < r.end && r.end <= image.planes() => r.clone(),
+        Some(r) => {
+            return Err(Error::Cutout(format!(
+                "plane range {}..{} is outside the image's {} planes",
+                r.start,
+                r.end,
+                image.planes()
+            )))
+        }
+    };
+    Ok((window, planes))
+}
+
+/// Cuts `image`: the source header with the WCS moved, and the stored pixel values.
+pub fn cut(image: &Image<'_>, wcs: Option<&Wcs>, request: &CutoutRequest) -> Result<Cutout> {
+    let (window, planes) = plan(image, wcs, request)?;
+    Ok(cut_window(image, window, planes))
+}
+
+/// Cuts a planned window.
+pub fn cut_window(image: &Image<'_>, window: Window, planes: Range<usize>) -> Cutout {
+    let mut data =
+        Vec::with_capacity(window.width * window.height * planes.len() * image.bitpix().bytes());
+    let fill = image.fill_bytes();
+    for plane in planes.clone() {
+        copy_stored(image, plane, window, &fill, &mut data);
+    }
+    Cutout {
+        header: cutout_header(image, window, &planes),
+        window,
+        planes,
+        data,
+    }
+}
+
+/// Appends the stored bytes of `window` in `plane` to `out`, filling outside the image.
+fn copy_stored(image: &Image<'_>, plane: usize, w: Window, fill: &[u8], out: &mut Vec<u8>) {
+    let elem = image.bitpix().bytes();
+    let (inside, left, right) = row_split(image.width(), w);
+    for j in 0..w.height as i64 {
+        let row = usize::try_from(w.y0 + j)
+            .ok()
+            .and_then(|y| image.row(plane, y));
+        match row {
+            Some(row) if !inside.is_empty() => {
+                push_fill(out, fill, left);
+                out.extend_from_slice(&row[inside.start * elem..inside.end * elem]);
+                push_fill(out, fill, right);
+            }
+            _ => push_fill(out, fill, w.width),
+        }
+    }
+}
+
+/// Writes the physical values (f32, NaN outside the image and for BLANK) of `window` in
+/// `plane` into `out` (`width × height` elements).
+pub fn window_physical(image: &Image<'_>, plane: usize, w: Window, out: &mut [f32]) {
+    let elem = image.bitpix().bytes();
+    let (inside, left, right) = row_split(image.width(), w);
+    for (j, dst) in out.chunks_exact_mut(w.width).take(w.height).enumerate() {
+        let row = usize::try_from(w.y0 + j as i64)
+            .ok()
+            .and_then(|y| image.row(plane, y));
+        match row {
+            Some(row) if !inside.is_empty() => {
+                dst[..left].fill(f32::NAN);
+                image.to_physical(
+                    &row[inside.start * elem..inside.end * elem],
+                    &mut dst[left..left + inside.len()],
+                );
+                dst[w.width - right..].fill(f32::NAN);
+            }
+            _ => dst.fill(f32::NAN),
+        }
+    }
+}
+
+/// Splits a window's rows into the source columns inside the image and the number of filled
+/// columns on the left and right.
+fn row_split(image_width: usize, w: Window) -> (Range<usize>, usize, usize) {
+    let start = w.x0.clamp(0, image_width as i64);
+    let end = (w.x0 + w.width as i64).clamp(0, image_width as i64);
+    let left = ((start - w.x0).max(0) as usize).min(w.width);
+    let inside = start as usize..end as usize;
+    let right = w.width - left - inside.len();
+    (inside, left, right)
+}
+
+fn push_fill(out: &mut Vec<u8>, fill: &[u8], count: usize) {
+    for _ in 0..count {
+        out.extend_from_slice(fill);
+    }
+}
+
+/// The cutout's header: the source cards kept, the HDU made primary, `NAXISn` set and the
+/// reference pixel moved so every cutout pixel keeps its sky position (as `Cutout2D` shifts
+/// `wcs.crpix` and the SIP `crpix`, which share the `CRPIXn` keywords).
+pub fn cutout_header(image: &Image<'_>, w: Window, planes: &Range<usize>) -> Header {
+    let mut h = image.header().clone();
+    if h.contains("XTENSION") {
+        h.remove("XTENSION");
+        h.insert(
+            0,
+            Card::new("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
+        );
+        h.remove("PCOUNT");
+        h.remove("GCOUNT");
+    }
+    // Checksums describe the source HDU; a copy of them would be wrong.
+    for key in ["CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM"] {
+        h.remove(key);
+    }
+    h.set("NAXIS1", Value::Integer(w.width as i64), Some("NAXIS"));
+    h.set("NAXIS2", Value::Integer(w.height as i64), Some("NAXIS1"));
+    if image.axes().len() > 2 {
+        h.set(
+            "NAXIS3",
+            Value::Integer(planes.len() as i64),
+            Some("NAXIS2"),
+        );
+    }
+    let mut shifts = vec![(1, w.x0 as f64), (2, w.y0 as f64)];
+    if image.axes().len() > 2 {
+        shifts.push((3, planes.start as f64));
+    }
+    for (axis, shift) in shifts {
+        if shift == 0.0 {
+            continue;
+        }
+        // The primary description and every alternate one (FITS 4.0 §8.2.1: CRPIXia).
+        for alt in std::iter::once(String::new()).chain(('A'..='Z').map(String::from)) {
+            let crpix = format!("CRPIX{axis}{alt}");
+            let ctype = format!("CTYPE{axis}{alt}");
+            if h.contains(&crpix) || h.contains(&ctype) {
+                let old = h.real(&crpix).unwrap_or(0.0);
+                h.set(&crpix, Value::Real(old - shift), Some(&ctype));
+            }
+        }
+        // IRAF's logical→physical offset moves with the origin too.
+        let ltv = format!("LTV{axis}");
+        if let Some(old) = h.real(&ltv) {
+            h.set(&ltv, Value::Real(old - shift), None);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_matches_astropy_rounding() {
+        // Odd size centred on a pixel centre, even size rounds the centre up.
+        assert_eq!(
+            cutout_window(100, 100, (10.0, 20.0), (5, 5), Mode::Partial).unwrap(),
+            Window {
+                x0: 8,
+                y0: 18,
+                width: 5,
+                height: 5
+            }
+        );
+        assert_eq!(
+            cutout_window(100, 100, (1.0, 1.0), (2, 2), Mode::Partial).unwrap(),
+            Window {
+                x0: 0,
+                y0: 0,
+                width: 2,
+                height: 2
+            }
+        );
+        assert_eq!(
+            cutout_window(100, 100, (1.5, 1.5), (2, 2), Mode::Partial).unwrap(),
+            Window {
+                x0: 1,
+                y0: 1,
+                width: 2,
+                height: 2
+            }
+        );
+        assert_eq!(
+            cutout_window(100, 100, (-0.6, 3.0), (4, 4), Mode::Partial)
+                .unwrap()
+                .x0,
+            -2
+        );
+    }
+
+    #[test]
+    fn modes_at_the_edges() {
+        let trim = cutout_window(50, 40, (0.0, 39.0), (10, 10), Mode::Trim).unwrap();
+        assert_eq!(
+            trim,
+            Window {
+                x0: 0,
+                y0: 34,
+                width: 5,
+                height: 6
+            }
+        );
+        assert!(cutout_window(50, 40, (0.0, 20.0), (10, 10), Mode::Strict)
+            .unwrap_err()
+            .to_string()
+            .contains("strict"));
+        assert!(cutout_window(50, 40, (5.0, 5.0), (10, 10), Mode::Strict).is_ok());
+        for pos in [
+            (-5.0, 20.0),
+            (20.0, 45.0),
+            (54.9, 20.0),
+            (f64::NAN, 1.0),
+            (1e300, 1.0),
+        ] {
+            let err = cutout_window(50, 40, pos, (10, 10), Mode::Partial)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no overlap"), "{pos:?}: {err}");
+        }
+        // One pixel of overlap is still an overlap.
+        assert_eq!(
+            cutout_window(50, 40, (-4.5, 20.0), (10, 10), Mode::Trim)
+                .unwrap()
+                .width,
+            1
+        );
+    }
+
+    #[test]
+    fn row_split_covers_the_window() {
+        for x0 in -12..60i64 {
+            let w = Window {
+                x0,
+                y0: 0,
+                width: 10,
+                height: 1,
+            };
+            let (inside, left, right) = row_split(50, w);
+            assert_eq!(left + inside.len() + right, 10, "x0={x0}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! insitu-engine: FITS files read in place.
+//!
+//! Opens FITS files with a memory map (never reading a data unit eagerly), parses every HDU
+//! header, exposes images of every BITPIX with their scaling, converts between sky and pixel
+//! coordinates ([`wcs::Wcs`]) and cuts images exactly as astropy's `Cutout2D` does
+//! ([`cutout`]), one at a time or in bulk from a catalogue ([`bulk`]). Tile-compressed and
+//! gzipped files go through cfitsio.
+//!
+//! It does not serve HTTP, plan queries or resample: those are `insitu-server`,
+//! `insitu-adql` and `insitu-gpu`.
+//!
+//! Main entry types: [`fits::FitsFile`], [`fits::Image`], [`wcs::Wcs`], [`cutout::CutoutRequest`].
+
+pub mod bulk;
+mod byteswap;
+pub mod catalog;
+pub mod cutout;
+pub mod error;
+pub mod fits;
+mod mmap;
+pub mod npy;
+pub mod wcs;
+
+pub use error::{Error, Result};

@@ -1,0 +1,101 @@
+//! Command-line arguments (clap derive) and dispatch to the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// insitu: FITS cutouts (and soon ADQL queries and ML tensors) straight from archives in place.
+#[derive(Debug, Parser)]
+#[command(name = "insitu", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cut one image around a sky or pixel position, or around every row of a catalogue.
+    Cutout(Box<CutoutArgs>),
+    /// Generate a Euclid-MER-like demo mosaic and catalogue, then cut it in bulk.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("center").required(true).args(["ra", "pixel", "catalog"])))]
+#[command(group(clap::ArgGroup::new("side").required(true).args(["size", "size_arcsec"])))]
+pub struct CutoutArgs {
+    /// FITS image (plain, tile-compressed or gzipped).
+    pub image: PathBuf,
+    /// Right ascension of the centre, ICRS degrees.
+    #[arg(long, requires = "dec", allow_hyphen_values = true)]
+    pub ra: Option<f64>,
+    /// Declination of the centre, ICRS degrees.
+    #[arg(long, requires = "ra", allow_hyphen_values = true)]
+    pub dec: Option<f64>,
+    /// Pixel centre as X,Y, 0-based (the centre of the first pixel is 0,0), as astropy.
+    #[arg(long, value_name = "X,Y", allow_hyphen_values = true)]
+    pub pixel: Option<String>,
+    /// Catalogue (CSV with ra,dec and optional id,size columns, or a FITS binary table).
+    #[arg(long, value_name = "CAT")]
+    pub catalog: Option<PathBuf>,
+    /// Full side of the square cutout in pixels.
+    #[arg(long, value_name = "PIX")]
+    pub size: Option<usize>,
+    /// Full side of the square cutout in arcseconds (rounded to pixels as astropy does).
+    #[arg(long, value_name = "ARCSEC")]
+    pub size_arcsec: Option<f64>,
+    /// HDU to cut, 0-based as astropy counts (default: the first image HDU).
+    #[arg(long)]
+    pub hdu: Option<usize>,
+    /// partial (fill outside the image), trim (keep the overlap) or strict (refuse).
+    #[arg(long, default_value = "partial")]
+    pub mode: String,
+    /// Planes of a cube to keep, as A:B (0-based, B excluded); all planes by default.
+    #[arg(long, value_name = "A:B")]
+    pub planes: Option<String>,
+    /// Output FITS file for a single cutout.
+    #[arg(short = 'o', long = "output", value_name = "OUT.fits")]
+    pub output: Option<PathBuf>,
+    /// Folder for bulk cutouts: one ID.fits per catalogue row.
+    #[arg(long, value_name = "DIR", requires = "catalog")]
+    pub out_dir: Option<PathBuf>,
+    /// One float32 .npy stack [N, H, W] of physical values for bulk cutouts.
+    #[arg(long, value_name = "OUT.npy", requires = "catalog")]
+    pub npy: Option<PathBuf>,
+    /// One multi-extension FITS file for bulk cutouts (an IMAGE extension per row).
+    #[arg(long, value_name = "OUT.fits", requires = "catalog")]
+    pub mef: Option<PathBuf>,
+    /// Skip bad catalogue rows (reported on stderr) instead of failing before writing anything.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Worker threads for bulk cutouts (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar and no summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo mosaic, catalogue and cutouts.
+    #[arg(long, default_value = "insitu-demo")]
+    pub dir: PathBuf,
+    /// Side of the demo mosaic in pixels (Euclid MER tiles are 19200).
+    #[arg(long, default_value_t = 4096)]
+    pub npix: usize,
+    /// Number of catalogue positions.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Cutout side in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Cutout(args) => crate::cutout_command::run(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+    }
+}

@@ -1,0 +1,178 @@
+//! `insitu cutout`: one cutout, or bulk cutouts from a catalogue.
+
+use std::io::IsTerminal;
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use insitu_engine::bulk::{self, BulkOptions, Output};
+use insitu_engine::catalog::read_catalog;
+use insitu_engine::cutout::{self, Center, CutoutRequest, Mode, Size};
+use insitu_engine::fits::FitsFile;
+use insitu_engine::wcs::Wcs;
+
+use crate::cli::CutoutArgs;
+
+pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
+    let mode: Mode = args.mode.parse()?;
+    let size = match (args.size, args.size_arcsec) {
+        (Some(n), _) => Size::Pixels(n),
+        (None, Some(a)) => Size::Arcsec(a),
+        (None, None) => bail!("give --size PIX or --size-arcsec ARCSEC"),
+    };
+    let planes = args.planes.as_deref().map(parse_planes).transpose()?;
+    let file = FitsFile::open(&args.image)?;
+    let hdu = match args.hdu {
+        Some(h) => h,
+        None => file
+            .first_image_hdu()
+            .ok_or_else(|| anyhow!("{}: no HDU holds an image", args.image.display()))?,
+    };
+    let image = file.image(hdu)?;
+    let where_ = || format!("{} HDU {hdu}", args.image.display());
+    let wcs = Wcs::from_header(image.header());
+
+    if let Some(catalog) = &args.catalog {
+        let wcs = wcs.with_context(where_)?;
+        return run_bulk(args, &image, &wcs, catalog, size, mode, planes);
+    }
+    let center = match (&args.pixel, args.ra, args.dec) {
+        (Some(p), _, _) => parse_pixel(p)?,
+        (None, Some(ra), Some(dec)) => Center::Sky { ra, dec },
+        _ => bail!("give --ra and --dec, --pixel X,Y or --catalog CAT"),
+    };
+    let out = args
+        .output
+        .as_deref()
+        .ok_or_else(|| anyhow!("give -o OUT.fits for a single cutout"))?;
+    // A pixel cutout needs no WCS; a sky cutout reports why the WCS is unusable.
+    let wcs = match (center, wcs) {
+        (Center::Sky { .. }, w) => Some(w.with_context(where_)?),
+        (Center::Pixel { .. }, w) => w.ok(),
+    };
+    let request = CutoutRequest {
+        center,
+        size,
+        mode,
+        planes,
+    };
+    let cut = cutout::cut(&image, wcs.as_ref(), &request).with_context(where_)?;
+    std::fs::write(out, cut.to_fits_bytes())
+        .with_context(|| format!("{}: cannot write", out.display()))?;
+    if !args.quiet {
+        let w = cut.window;
+        eprintln!(
+            "wrote {} ({}×{} from x={}, y={})",
+            out.display(),
+            w.width,
+            w.height,
+            w.x0,
+            w.y0
+        );
+    }
+    Ok(())
+}
+
+fn run_bulk(
+    args: &CutoutArgs,
+    image: &insitu_engine::fits::Image<'_>,
+    wcs: &Wcs,
+    catalog_path: &Path,
+    size: Size,
+    mode: Mode,
+    planes: Option<Range<usize>>,
+) -> anyhow::Result<()> {
+    let output = match (&args.out_dir, &args.npy, &args.mef) {
+        (Some(d), None, None) => Output::Dir(d.clone()),
+        (None, Some(n), None) => Output::Npy(n.clone()),
+        (None, None, Some(m)) => Output::Mef(m.clone()),
+        _ => bail!(
+            "give exactly one of --out-dir DIR, --npy OUT.npy or --mef OUT.fits with --catalog"
+        ),
+    };
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("cannot start the worker threads")?;
+    }
+    let catalog = read_catalog(catalog_path)?;
+    let options = BulkOptions {
+        size,
+        mode,
+        planes,
+        skip_bad: args.skip_bad,
+    };
+    let bar = progress_bar(catalog.targets.len() as u64, args.quiet);
+    let started = std::time::Instant::now();
+    let report = bulk::run(image, Some(wcs), &catalog, &options, &output, &|n| {
+        bar.inc(n)
+    })?;
+    bar.finish_and_clear();
+    for bad in &report.skipped {
+        eprintln!("skipped {bad}");
+    }
+    if !args.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "wrote {} cutouts in {secs:.2} s ({:.0}/s), skipped {} row(s)",
+            report.written,
+            report.written as f64 / secs.max(1e-9),
+            report.skipped.len()
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cutouts ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn parse_pixel(text: &str) -> anyhow::Result<Center> {
+    let parsed = text
+        .split_once(',')
+        .and_then(|(x, y)| Some((x.trim().parse::<f64>().ok()?, y.trim().parse::<f64>().ok()?)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
+    match parsed {
+        Some((x, y)) => Ok(Center::Pixel { x, y }),
+        None => {
+            bail!("--pixel {text:?}: expected X,Y with two finite numbers, e.g. --pixel 120.5,88")
+        }
+    }
+}
+
+fn parse_planes(text: &str) -> anyhow::Result<Range<usize>> {
+    let parsed = text
+        .split_once(':')
+        .and_then(|(a, b)| Some(a.trim().parse::<usize>().ok()?..b.trim().parse::<usize>().ok()?))
+        .filter(|r| r.start < r.end);
+    parsed.ok_or_else(|| anyhow!("--planes {text:?}: expected A:B with A < B, e.g. --planes 0:3"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pixel_and_planes() {
+        assert_eq!(
+            parse_pixel("1.5, -2").unwrap(),
+            Center::Pixel { x: 1.5, y: -2.0 }
+        );
+        assert!(parse_pixel("1.5").is_err());
+        assert!(parse_pixel("a,b").is_err());
+        assert!(parse_pixel("nan,1").is_err());
+        assert_eq!(parse_planes("1:3").unwrap(), 1..3);
+        assert!(parse_planes("3:1").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! insitu-server: the `insitu` command line, and (next) the HTTP services.
+//!
+//! Today it holds the cutout command (`insitu cutout`: one cutout by sky or pixel position,
+//! or bulk cutouts from a catalogue) and the demo (`insitu demo`: generates a Euclid-MER-like
+//! mosaic and a catalogue, then cuts it). The TAP, SODA, tensor and datalab services of the
+//! later issues belong here too; the FITS work itself lives in `insitu-engine`.
+//!
+//! Main entry points: [`cli::Cli`] and [`cli::run`].
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cutout_command;
+pub mod demo;
