@@ -69,9 +69,9 @@ impl NpyWriter {
             .map_err(|e| Error::io(&self.tmp, e))
     }
 
-    /// Flushes and moves the file to its final name.
+    /// Moves the finished file to its final name (no fsync: the rename only has to keep a
+    /// half-written stack from looking complete, not survive a power cut).
     pub fn finish(self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
     }
 }

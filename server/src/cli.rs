@@ -85,7 +85,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 4096)]
     pub npix: usize,
     /// Number of catalogue positions.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 2_000)]
     pub count: usize,
     /// Cutout side in pixels.
     #[arg(long, default_value_t = 64)]
