@@ -3,6 +3,7 @@
 use std::ops::Range;
 use std::str::FromStr;
 
+use crate::fits::header::{BLOCK_LEN, CARD_LEN};
 use crate::fits::{Card, Header, Image, Value};
 use crate::wcs::Wcs;
 use crate::{Error, Result};
@@ -245,18 +246,40 @@ pub fn cut(image: &Image<'_>, wcs: Option<&Wcs>, request: &CutoutRequest) -> Res
 
 /// Cuts a planned window.
 pub fn cut_window(image: &Image<'_>, window: Window, planes: Range<usize>) -> Cutout {
-    let mut data =
-        Vec::with_capacity(window.width * window.height * planes.len() * image.bitpix().bytes());
-    let fill = image.fill_bytes();
-    for plane in planes.clone() {
-        copy_stored(image, plane, window, &fill, &mut data);
-    }
+    let template = HeaderTemplate::primary(image, window.width, window.height, planes.len());
+    let mut bytes = Vec::new();
+    template.render(origin(window, &planes), "", 0, &mut bytes);
+    let (header, _) =
+        Header::parse_cards(&bytes).expect("a template rendered from parsed cards parses back");
     Cutout {
-        header: cutout_header(image, window, &planes),
+        header,
         window,
+        data: {
+            let mut data = Vec::new();
+            append_stored_window(image, window, planes.clone(), &mut data);
+            data
+        },
         planes,
-        data,
     }
+}
+
+/// Appends the stored bytes of `window` over `planes` to `out`, filled outside the image.
+pub fn append_stored_window(
+    image: &Image<'_>,
+    window: Window,
+    planes: Range<usize>,
+    out: &mut Vec<u8>,
+) {
+    out.reserve(window.width * window.height * planes.len() * image.bitpix().bytes());
+    let fill = image.fill_bytes();
+    for plane in planes {
+        copy_stored(image, plane, window, &fill, out);
+    }
+}
+
+/// Where cutout pixel (0, 0, plane 0) lies in the source, per axis.
+pub fn origin(window: Window, planes: &Range<usize>) -> [i64; 3] {
+    [window.x0, window.y0, planes.start as i64]
 }
 
 /// Appends the stored bytes of `window` in `plane` to `out`, filling outside the image.
@@ -318,57 +341,176 @@ fn push_fill(out: &mut Vec<u8>, fill: &[u8], count: usize) {
     }
 }
 
-/// The cutout's header: the source cards kept, the HDU made primary, `NAXISn` set and the
-/// reference pixel moved so every cutout pixel keeps its sky position (as `Cutout2D` shifts
-/// `wcs.crpix` and the SIP `crpix`, which share the `CRPIXn` keywords).
-pub fn cutout_header(image: &Image<'_>, w: Window, planes: &Range<usize>) -> Header {
-    let mut h = image.header().clone();
-    if h.contains("XTENSION") {
+/// A cutout header rendered once per shape and moved per cutout: the source cards kept, the
+/// HDU made primary (or an IMAGE extension), `NAXISn` set, and only the reference-pixel cards
+/// rewritten for each cutout so that every cutout pixel keeps its sky position (as
+/// `Cutout2D` shifts `wcs.crpix` and the SIP `crpix`, which share the `CRPIXn` keywords).
+#[derive(Debug, Clone)]
+pub struct HeaderTemplate {
+    bytes: Vec<u8>,
+    patches: Vec<(usize, Patch)>,
+}
+
+#[derive(Debug, Clone)]
+enum Patch {
+    /// `CRPIXia` or `LTVi`: the source value minus the cutout origin on axis `axis` (0-based).
+    Shift {
+        keyword: String,
+        comment: String,
+        axis: usize,
+        base: f64,
+    },
+    ExtName,
+    CatRow,
+}
+
+impl HeaderTemplate {
+    /// For a cutout written as a primary HDU.
+    pub fn primary(
+        image: &Image<'_>,
+        width: usize,
+        height: usize,
+        planes: usize,
+    ) -> HeaderTemplate {
+        let mut h = image.header().clone();
+        if h.contains("XTENSION") {
+            h.remove("XTENSION");
+            h.insert(
+                0,
+                Card::new("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
+            );
+            h.remove("PCOUNT");
+            h.remove("GCOUNT");
+        }
+        HeaderTemplate::from_header(h, image.axes().len(), width, height, planes, false)
+    }
+
+    /// For a cutout written as an IMAGE extension (FITS 4.0 §7.1), named per cutout.
+    pub fn extension(
+        image: &Image<'_>,
+        width: usize,
+        height: usize,
+        planes: usize,
+    ) -> HeaderTemplate {
+        let mut h = image.header().clone();
+        h.remove("SIMPLE");
+        h.remove("EXTEND");
         h.remove("XTENSION");
         h.insert(
             0,
-            Card::new("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
+            Card::new("XTENSION", Value::String("IMAGE".into()), "image extension"),
         );
-        h.remove("PCOUNT");
-        h.remove("GCOUNT");
+        HeaderTemplate::from_header(h, image.axes().len(), width, height, planes, true)
     }
-    // Checksums describe the source HDU; a copy of them would be wrong.
-    for key in ["CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM"] {
-        h.remove(key);
-    }
-    h.set("NAXIS1", Value::Integer(w.width as i64), Some("NAXIS"));
-    h.set("NAXIS2", Value::Integer(w.height as i64), Some("NAXIS1"));
-    if image.axes().len() > 2 {
-        h.set(
-            "NAXIS3",
-            Value::Integer(planes.len() as i64),
-            Some("NAXIS2"),
-        );
-    }
-    let mut shifts = vec![(1, w.x0 as f64), (2, w.y0 as f64)];
-    if image.axes().len() > 2 {
-        shifts.push((3, planes.start as f64));
-    }
-    for (axis, shift) in shifts {
-        if shift == 0.0 {
-            continue;
+
+    fn from_header(
+        mut h: Header,
+        naxis: usize,
+        width: usize,
+        height: usize,
+        planes: usize,
+        extension: bool,
+    ) -> HeaderTemplate {
+        // Checksums describe the source HDU; a copy of them would be wrong.
+        for key in ["CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM"] {
+            h.remove(key);
         }
-        // The primary description and every alternate one (FITS 4.0 §8.2.1: CRPIXia).
-        for alt in std::iter::once(String::new()).chain(('A'..='Z').map(String::from)) {
-            let crpix = format!("CRPIX{axis}{alt}");
-            let ctype = format!("CTYPE{axis}{alt}");
-            if h.contains(&crpix) || h.contains(&ctype) {
-                let old = h.real(&crpix).unwrap_or(0.0);
-                h.set(&crpix, Value::Real(old - shift), Some(&ctype));
+        h.set("NAXIS1", Value::Integer(width as i64), Some("NAXIS"));
+        h.set("NAXIS2", Value::Integer(height as i64), Some("NAXIS1"));
+        let shifted_axes = if naxis > 2 { 3 } else { 2 };
+        if naxis > 2 {
+            h.set("NAXIS3", Value::Integer(planes as i64), Some("NAXIS2"));
+        }
+        if extension {
+            let last_axis = format!("NAXIS{naxis}");
+            h.set("PCOUNT", Value::Integer(0), Some(&last_axis));
+            h.set("GCOUNT", Value::Integer(1), Some("PCOUNT"));
+            h.set("EXTNAME", Value::String(String::new()), Some("GCOUNT"));
+            h.set("CATROW", Value::Integer(0), Some("EXTNAME"));
+        }
+        // Every described axis gets a CRPIX to move (the default is 0), for the primary
+        // description and each alternate one (FITS 4.0 §8.2.1: CTYPEia, CRPIXia).
+        let described: Vec<(usize, String)> = h
+            .cards()
+            .iter()
+            .filter_map(|c| axis_suffix(&c.keyword, "CTYPE"))
+            .filter(|(axis, _)| *axis < shifted_axes)
+            .collect();
+        for (axis, alt) in described {
+            let crpix = format!("CRPIX{}{alt}", axis + 1);
+            if !h.contains(&crpix) {
+                h.set(
+                    &crpix,
+                    Value::Real(0.0),
+                    Some(&format!("CTYPE{}{alt}", axis + 1)),
+                );
             }
         }
-        // IRAF's logical→physical offset moves with the origin too.
-        let ltv = format!("LTV{axis}");
-        if let Some(old) = h.real(&ltv) {
-            h.set(&ltv, Value::Real(old - shift), None);
+        let mut bytes = Vec::new();
+        let mut patches = Vec::new();
+        for card in h.cards() {
+            let shift = axis_suffix(&card.keyword, "CRPIX")
+                .or_else(|| axis_suffix(&card.keyword, "LTV").filter(|(_, alt)| alt.is_empty()))
+                .filter(|(axis, _)| *axis < shifted_axes);
+            let patch = match (shift, card.keyword.as_str()) {
+                (Some((axis, _)), _) => {
+                    card.value.as_ref().and_then(real).map(|base| Patch::Shift {
+                        keyword: card.keyword.clone(),
+                        comment: card.comment.clone(),
+                        axis,
+                        base,
+                    })
+                }
+                (None, "EXTNAME") if extension => Some(Patch::ExtName),
+                (None, "CATROW") if extension => Some(Patch::CatRow),
+                _ => None,
+            };
+            if let Some(patch) = patch {
+                patches.push((bytes.len(), patch));
+            }
+            bytes.extend_from_slice(card.image.as_bytes());
+        }
+        bytes.extend_from_slice(format!("{:80}", "END").as_bytes());
+        bytes.resize(bytes.len().div_ceil(BLOCK_LEN) * BLOCK_LEN, b' ');
+        HeaderTemplate { bytes, patches }
+    }
+
+    /// Appends the header of the cutout whose pixel (0, 0, plane 0) is source pixel `origin`.
+    pub fn render(&self, origin: [i64; 3], name: &str, row: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.bytes);
+        for (offset, patch) in &self.patches {
+            let card = match patch {
+                Patch::Shift {
+                    keyword,
+                    comment,
+                    axis,
+                    base,
+                } => Card::new(keyword, Value::Real(base - origin[*axis] as f64), comment),
+                Patch::ExtName => Card::new("EXTNAME", Value::String(name.into()), "catalogue id"),
+                Patch::CatRow => Card::new("CATROW", Value::Integer(row as i64), "catalogue row"),
+            };
+            out[start + offset..start + offset + CARD_LEN].copy_from_slice(card.image.as_bytes());
         }
     }
-    h
+}
+
+fn real(v: &Value) -> Option<f64> {
+    match v {
+        Value::Real(r) => Some(*r),
+        Value::Integer(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+/// `CRPIX2A` with prefix `CRPIX` → (1, "A"): the 0-based axis and the alternate letter.
+fn axis_suffix(keyword: &str, prefix: &str) -> Option<(usize, String)> {
+    let rest = keyword.strip_prefix(prefix)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let axis: usize = rest[..digits].parse().ok()?;
+    let alt = &rest[digits..];
+    let alt_ok = alt.is_empty() || (alt.len() == 1 && alt.bytes().all(|b| b.is_ascii_uppercase()));
+    (axis >= 1 && alt_ok).then(|| (axis - 1, alt.to_string()))
 }
 
 #[cfg(test)]

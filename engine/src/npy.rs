@@ -56,16 +56,15 @@ impl NpyWriter {
         })
     }
 
-    /// Writes item `index` (`values.len()` must be the product of the trailing axes).
-    pub fn write_item(&self, index: usize, values: &[f32]) -> Result<()> {
+    /// Writes item `index` (`values.len()` must be the product of the trailing axes);
+    /// `scratch` is a buffer the caller reuses between calls.
+    pub fn write_item(&self, index: usize, values: &[f32], scratch: &mut Vec<u8>) -> Result<()> {
         debug_assert_eq!(values.len(), self.item_len);
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
+        scratch.clear();
+        scratch.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         let offset = self.data_offset + (index * self.item_len * 4) as u64;
         self.file
-            .write_all_at(&bytes, offset)
+            .write_all_at(scratch, offset)
             .map_err(|e| Error::io(&self.tmp, e))
     }
 
@@ -85,8 +84,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.npy");
         let w = NpyWriter::create(&path, &[2, 1, 3]).unwrap();
-        w.write_item(1, &[4.0, 5.0, 6.0]).unwrap();
-        w.write_item(0, &[1.0, 2.0, 3.0]).unwrap();
+        w.write_item(1, &[4.0, 5.0, 6.0], &mut Vec::new()).unwrap();
+        w.write_item(0, &[1.0, 2.0, 3.0], &mut Vec::new()).unwrap();
         w.finish().unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
