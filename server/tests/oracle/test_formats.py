@@ -1,0 +1,72 @@
+"""Formats around the cutouts: a FITS binary table catalogue gives the same cutouts as the
+CSV one, the multi-extension output holds the same HDUs as the folder, and a plane range of a
+cube is cut with its spectral reference pixel moved."""
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.wcs import WCS
+from astropy.table import Table
+
+from conftest import FITS_DIR, load_source, pixel_positions, run_ok, sky_positions, write_catalog
+
+
+def _rows(path, n=40, seed=7):
+    src = load_source(path, 0)
+    rng = np.random.default_rng(seed)
+    pixels = pixel_positions(src.raw.shape[-2:], rng, n)
+    return [(f"s{i:03d}", ra, dec) for i, (ra, dec, _) in enumerate(sky_positions(src, pixels))]
+
+
+def test_fits_table_catalogue_equals_csv(tmp_path, insitu):
+    image = FITS_DIR / "proj_tan.fits"
+    rows = _rows(image)
+    csv = write_catalog(tmp_path / "cat.csv", rows)
+    table = Table(rows=rows, names=("id", "ra", "dec"), dtype=("U16", "f8", "f8"))
+    fits_cat = tmp_path / "cat.fits"
+    table.write(fits_cat)
+    run_ok("cutout", image, "--catalog", csv, "--size", 9, "--out-dir", tmp_path / "a", "--quiet", "--skip-bad")
+    run_ok("cutout", image, "--catalog", fits_cat, "--size", 9, "--out-dir", tmp_path / "b", "--quiet",
+           "--skip-bad")
+    a = sorted(p.name for p in (tmp_path / "a").iterdir())
+    b = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert a == b and len(a) > 0
+    for name in a:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_mef_output_holds_the_folder_cutouts(tmp_path, insitu):
+    image = FITS_DIR / "blank_int16.fits"
+    rows = _rows(image, n=30, seed=3)
+    csv = write_catalog(tmp_path / "cat.csv", rows)
+    run_ok("cutout", image, "--catalog", csv, "--size", 8, "--out-dir", tmp_path / "d", "--quiet", "--skip-bad")
+    run_ok("cutout", image, "--catalog", csv, "--size", 8, "--mef", tmp_path / "all.fits", "--quiet",
+           "--skip-bad")
+    written = sorted(p.stem for p in (tmp_path / "d").iterdir())
+    with fits.open(tmp_path / "all.fits", do_not_scale_image_data=True) as mef:
+        assert mef[0].header["NCUTOUT"] == len(written) == len(mef) - 1
+        names = [h.header["EXTNAME"] for h in mef[1:]]
+        assert sorted(names) == written
+        for ext in mef[1:]:
+            with fits.open(tmp_path / "d" / f"{ext.header['EXTNAME']}.fits",
+                           do_not_scale_image_data=True) as one:
+                np.testing.assert_array_equal(ext.data, one[0].data)
+                for key in ("CRPIX1", "CRPIX2", "BLANK", "BITPIX"):
+                    assert ext.header[key] == one[0].header[key], key
+
+
+def test_cube_plane_range(tmp_path, insitu):
+    image = FITS_DIR / "cube.fits"
+    out = tmp_path / "planes.fits"
+    run_ok("cutout", image, "--pixel=10.3,12.6", "--size", 7, "--planes", "1:4", "-o", out, "--quiet")
+    with fits.open(image) as src, fits.open(out) as got:
+        data = got[0].data
+        assert data.shape == (3, 7, 7)
+        for k, plane in enumerate(range(1, 4)):
+            want = Cutout2D(src[0].data[plane], (10.3, 12.6), 7, mode="partial").data
+            np.testing.assert_array_equal(data[k], want)
+        # Cutout plane 0 is source plane 1: same spectral coordinate.
+        w_src, w_out = WCS(src[0].header), WCS(got[0].header)
+        spec_src = w_src.sub([3]).pixel_to_world_values(1.0)
+        spec_out = w_out.sub([3]).pixel_to_world_values(0.0)
+        assert np.isclose(spec_src, spec_out, rtol=0, atol=1e-9 * max(1.0, abs(float(spec_src))))
