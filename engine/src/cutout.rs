@@ -53,6 +53,8 @@ pub enum Size {
 
 /// Largest side accepted, so a typo cannot ask for terabytes.
 pub const MAX_SIDE: usize = 32_768;
+/// Largest cutout accepted, in bytes of pixel data (all planes).
+pub const MAX_BYTES: usize = 1 << 30;
 
 /// One cutout request.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +237,15 @@ pub fn plan(
             )))
         }
     };
+    let bytes = window.width * window.height * planes.len() * image.bitpix().bytes();
+    if bytes > MAX_BYTES {
+        return Err(Error::Cutout(format!(
+            "the cutout would hold {bytes} bytes ({}×{}×{} planes); the limit is {MAX_BYTES} (cut fewer planes or a smaller size)",
+            window.width,
+            window.height,
+            planes.len()
+        )));
+    }
     Ok((window, planes))
 }
 

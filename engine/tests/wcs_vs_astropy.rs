@@ -1,16 +1,19 @@
-//! The WCS against astropy.wcs (the oracle): every projection, distortion and frame in the
-//! fixtures, on a grid reaching past the image edges, to 1e-6 pixel.
+//! The WCS against astropy.wcs (the oracle): every projection, linear form, distortion and
+//! frame, on grids reaching past the image edges, to 1e-6 pixel.
 //!
-//! astropy runs through `testdata/oracle/wcs_grid.py` with `$INSITU_PYTHON`, else the
-//! repository's `.venv`, else `python3`. Without astropy this test fails; it never skips.
+//! astropy runs `testdata/oracle/wcs_grid.py` with `$INSITU_PYTHON`, else the workspace's
+//! `.venv/bin/python`, else `python3`. Without Python or astropy this test fails; it never
+//! skips. The script writes each case's header as card lines, so the test reads exactly what
+//! astropy read.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use insitu_engine::fits::FitsFile;
+use insitu_engine::fits::Header;
 use insitu_engine::wcs::Wcs;
 
+/// Fixture files checked alongside the headers the script builds itself.
 const FIXTURES: &[&str] = &[
     "proj_tan.fits",
     "proj_sin.fits",
@@ -27,9 +30,33 @@ const FIXTURES: &[&str] = &[
     "ra0.fits",
     "cube.fits",
     "real/sip-wcs.fits",
+    "real/scale.fits",
 ];
 
-fn repo() -> PathBuf {
+/// Cases the script must produce: a renamed or dropped case fails the test.
+const REQUIRED_CASES: &[&str] = &[
+    "tan",
+    "sin",
+    "zea",
+    "arc",
+    "stg",
+    "ait",
+    "car",
+    "cd_rotated",
+    "pc_cdelt",
+    "crota2",
+    "sip_acs",
+    "sip_irac",
+    "tpv",
+    "fk5",
+    "galactic",
+    "pole",
+    "ra0",
+];
+
+const TOLERANCE_PX: f64 = 1e-6;
+
+fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -37,7 +64,7 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("INSITU_PYTHON") {
         return p.into();
     }
-    let venv = repo().join(".venv/bin/python");
+    let venv = workspace().join(".venv/bin/python");
     if venv.exists() {
         venv
     } else {
@@ -45,7 +72,8 @@ fn python() -> PathBuf {
     }
 }
 
-fn angle_between(a: (f64, f64), b: (f64, f64)) -> f64 {
+/// Angle between two (ra, dec) positions in degrees, stable for tiny separations.
+fn separation(a: (f64, f64), b: (f64, f64)) -> f64 {
     let v = |(ra, dec): (f64, f64)| {
         let (ra, dec) = (ra.to_radians(), dec.to_radians());
         [dec.cos() * ra.cos(), dec.cos() * ra.sin(), dec.sin()]
@@ -61,91 +89,155 @@ fn angle_between(a: (f64, f64), b: (f64, f64)) -> f64 {
     sin.atan2(cos).to_degrees()
 }
 
+/// One case of the oracle output, checked as its lines arrive.
+struct Case {
+    name: String,
+    scales: (f64, f64),
+    cards: Vec<String>,
+    wcs: Option<Wcs>,
+    pixel_points: usize,
+    sky_points: usize,
+    worst_sky: f64,
+    worst_pixel: f64,
+}
+
+impl Case {
+    fn wcs(&mut self) -> &Wcs {
+        if self.wcs.is_none() {
+            let header = Header::from_card_lines(&self.cards.join("\n"))
+                .unwrap_or_else(|e| panic!("{}: header does not parse: {e:?}", self.name));
+            let wcs = Wcs::from_header(&header)
+                .unwrap_or_else(|e| panic!("{}: astropy accepts this WCS: {e}", self.name));
+            let (sx, sy) = wcs.pixel_scales();
+            assert!(
+                (sx - self.scales.0).abs() <= 1e-12 * sx
+                    && (sy - self.scales.1).abs() <= 1e-12 * sy,
+                "{}: pixel scales ({sx}, {sy}), astropy {:?}",
+                self.name,
+                self.scales
+            );
+            self.wcs = Some(wcs);
+        }
+        self.wcs.as_ref().unwrap()
+    }
+}
+
 #[test]
 fn wcs_agrees_with_astropy_to_a_micropixel() {
-    let paths: Vec<PathBuf> = FIXTURES
+    let files: Vec<PathBuf> = FIXTURES
         .iter()
-        .map(|f| repo().join("testdata/fits").join(f))
+        .map(|f| workspace().join("testdata/fits").join(f))
         .collect();
     let out = Command::new(python())
-        .arg(repo().join("testdata/oracle/wcs_grid.py"))
-        .args(&paths)
+        .arg(workspace().join("testdata/oracle/wcs_grid.py"))
+        .args(&files)
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot run {} (astropy is required): {e}",
+                "cannot run {} (Python with astropy is required; set INSITU_PYTHON): {e}",
                 python().display()
             )
         });
     assert!(
         out.status.success(),
-        "astropy oracle failed (astropy is required):\n{}",
+        "the astropy oracle failed (Python with astropy is required; set INSITU_PYTHON):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let (mut wcs, mut scale, mut name) = (None, 0.0, String::new());
-    let (mut worst_pix, mut worst_sky, mut points) = (0f64, 0f64, 0usize);
+
+    let mut cases: Vec<Case> = Vec::new();
     let mut failures = Vec::new();
     for line in text.lines() {
+        if let Some(card) = line.strip_prefix("H ") {
+            cases.last_mut().unwrap().cards.push(card.to_string());
+            continue;
+        }
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| f[i].parse::<f64>().unwrap();
         match f[0] {
-            "F" => {
-                let file = FitsFile::open(f[1]).unwrap();
-                let header = file.header(file.first_image_hdu().unwrap()).unwrap();
-                wcs = Some(Wcs::from_header(header).unwrap_or_else(|e| panic!("{}: {e}", f[1])));
-                scale = num(2);
-                name = f[1].to_string();
-            }
+            "C" => cases.push(Case {
+                name: f[1].rsplit('/').next().unwrap().to_string(),
+                scales: (num(2), num(3)),
+                cards: Vec::new(),
+                wcs: None,
+                pixel_points: 0,
+                sky_points: 0,
+                worst_sky: 0.0,
+                worst_pixel: 0.0,
+            }),
             "P" => {
-                let w = wcs.as_ref().unwrap();
-                points += 1;
-                match w.pixel_to_sky(num(1), num(2)) {
-                    Some(sky) => {
-                        let err = angle_between(sky, (num(3), num(4))) / scale;
-                        worst_sky = worst_sky.max(err);
-                        if err > 1e-6 {
+                let case = cases.last_mut().unwrap();
+                let scale = case.scales.0.min(case.scales.1);
+                let (x, y, expected) = (num(1), num(2), (num(3), num(4)));
+                let ours = case.wcs().pixel_to_sky(x, y);
+                case.pixel_points += 1;
+                match ours {
+                    Some(sky) if expected.0.is_finite() => {
+                        let err = separation(sky, expected) / scale;
+                        case.worst_sky = case.worst_sky.max(err);
+                        if err > TOLERANCE_PX || !(0.0..360.0).contains(&sky.0) {
                             failures.push(format!(
-                                "{name}: pixel ({}, {}) → sky off by {err:.2e} px",
-                                f[1], f[2]
+                                "{}: pixel ({x}, {y}) → {sky:?}, astropy {expected:?} ({err:.2e} px)",
+                                case.name
                             ));
                         }
                     }
-                    None => failures.push(format!(
-                        "{name}: pixel ({}, {}) has no sky position, astropy has one",
-                        f[1], f[2]
+                    None if !expected.0.is_finite() => {}
+                    _ => failures.push(format!(
+                        "{}: pixel ({x}, {y}) → {ours:?}, astropy {expected:?}",
+                        case.name
                     )),
                 }
             }
             "S" => {
-                let w = wcs.as_ref().unwrap();
-                points += 1;
-                match w.sky_to_pixel(num(1), num(2)) {
-                    Some((x, y)) => {
-                        let err = (x - num(3)).abs().max((y - num(4)).abs());
-                        worst_pix = worst_pix.max(err);
-                        if err > 1e-6 {
+                let case = cases.last_mut().unwrap();
+                let (ra, dec, expected) = (num(1), num(2), (num(3), num(4)));
+                let ours = case.wcs().sky_to_pixel(ra, dec);
+                case.sky_points += 1;
+                match ours {
+                    Some(p) if expected.0.is_finite() => {
+                        let err = (p.0 - expected.0).abs().max((p.1 - expected.1).abs());
+                        case.worst_pixel = case.worst_pixel.max(err);
+                        if err > TOLERANCE_PX {
                             failures.push(format!(
-                                "{name}: sky ({}, {}) → pixel off by {err:.2e}",
-                                f[1], f[2]
+                                "{}: sky ({ra}, {dec}) → {p:?}, astropy {expected:?} ({err:.2e} px)",
+                                case.name
                             ));
                         }
                     }
-                    None => failures.push(format!(
-                        "{name}: sky ({}, {}) has no pixel, astropy has one",
-                        f[1], f[2]
+                    None if !expected.0.is_finite() => {}
+                    _ => failures.push(format!(
+                        "{}: sky ({ra}, {dec}) → {ours:?}, astropy {expected:?}",
+                        case.name
                     )),
                 }
             }
             _ => panic!("unexpected oracle line {line:?}"),
         }
     }
-    println!("{points} points; worst sky→pixel {worst_pix:.2e} px, pixel→sky {worst_sky:.2e} px");
-    assert!(points > 5000, "only {points} points compared");
+
+    println!(
+        "{:<18} {:>6} {:>6} {:>14} {:>14}",
+        "case", "pixels", "skies", "pix→sky (px)", "sky→pix (px)"
+    );
+    for c in &cases {
+        println!(
+            "{:<18} {:>6} {:>6} {:>14.2e} {:>14.2e}",
+            c.name, c.pixel_points, c.sky_points, c.worst_sky, c.worst_pixel
+        );
+    }
+    for required in REQUIRED_CASES {
+        let case = cases.iter().find(|c| c.name == *required);
+        assert!(
+            case.is_some_and(|c| c.pixel_points >= 400 && c.sky_points >= 400),
+            "case {required} missing or under 400 points"
+        );
+    }
+    assert_eq!(cases.len(), 25 + FIXTURES.len(), "case count");
     assert!(
         failures.is_empty(),
-        "{} failures, first: {:#?}",
+        "{} disagreements with astropy, first: {:#?}",
         failures.len(),
-        &failures[..failures.len().min(10)]
+        &failures[..failures.len().min(12)]
     );
 }

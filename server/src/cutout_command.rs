@@ -22,6 +22,7 @@ pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --size PIX or --size-arcsec ARCSEC"),
     };
     let planes = args.planes.as_deref().map(parse_planes).transpose()?;
+    refuse_overwriting_the_input(args)?;
     let file = FitsFile::open(&args.image)?;
     let hdu = match args.hdu {
         Some(h) => h,
@@ -121,6 +122,24 @@ fn run_bulk(
             report.written as f64 / secs.max(1e-9),
             report.skipped.len()
         );
+    }
+    Ok(())
+}
+
+/// Writing a cutout over its own source would destroy the data it is read from (and fault
+/// the memory map): insitu never writes into the data it serves.
+fn refuse_overwriting_the_input(args: &CutoutArgs) -> anyhow::Result<()> {
+    let Ok(input) = std::fs::canonicalize(&args.image) else {
+        return Ok(()); // a missing input is reported when it is opened
+    };
+    let outputs = [&args.output, &args.npy, &args.mef];
+    for out in outputs.into_iter().flatten() {
+        if std::fs::canonicalize(out).is_ok_and(|o| o == input) {
+            bail!(
+                "{}: refusing to write the output over the input image",
+                out.display()
+            );
+        }
     }
     Ok(())
 }

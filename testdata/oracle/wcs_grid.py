@@ -154,8 +154,9 @@ def emit(name, hdr):
     sx, sy = proj_plane_pixel_scales(wcs)
     print(f"C {name} {sx:.17g} {sy:.17g}")
     for card in hdr.tostring(sep="\n").splitlines():
+        # The END card comes padded to a whole 2880-byte block; trailing blanks carry nothing.
         if card.strip():
-            print(f"H {card}")
+            print(f"H {card.rstrip()}")
 
     xs = np.linspace(-0.2 * nx, 1.2 * nx, 21)
     ys = np.linspace(-0.2 * ny, 1.2 * ny, 21)

@@ -1,6 +1,7 @@
 """Failures of `insitu cutout`: non-zero exit, one line naming what is wrong, nothing written."""
 
 import re
+import shutil
 
 import pytest
 from conftest import (FITS_DIR, MALFORMED_DIR, command_line, error_line, load_source, run_insitu, run_ok,
@@ -118,3 +119,20 @@ def test_bad_mode_and_size(tmp_path, insitu):
         r = run_insitu(*args)
         assert r.returncode != 0, command_line(args)
         assert not (tmp_path / "o.fits").exists()
+
+
+def test_output_over_the_input_is_refused(tmp_path, insitu):
+    image = tmp_path / "image.fits"
+    shutil.copy(FITS_DIR / "proj_tan.fits", image)
+    before = image.read_bytes()
+    args = ("cutout", image, "--pixel=3,3", "--size", 5, "-o", image)
+    line = error_line(run_insitu(*args), args)
+    assert "input" in line
+    assert image.read_bytes() == before, "the source image must be untouched"
+
+
+def test_huge_cutout_is_refused(tmp_path, insitu):
+    out = tmp_path / "huge.fits"
+    args = ("cutout", FITS_DIR / "cube.fits", "--pixel=3,3", "--size", 32768, "-o", out)
+    line = error_line(run_insitu(*args), args)
+    assert "limit" in line and not out.exists()
