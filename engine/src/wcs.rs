@@ -7,9 +7,16 @@
 //! approximate inverse `AP`/`BP` polynomials. The ICRS → FK5 and → galactic rotations use
 //! astropy's own constants so that `Cutout2D` positions agree.
 //!
+//! Supported: projections TAN, SIN (without slant), ARC, ZEA, STG, CAR, CEA, MER, SFL/GLS
+//! and AIT; SIP (`-SIP`) and TPV distortions; frames ICRS, FK5 J2000 and galactic. Anything
+//! else (ZPN, MOL, FK4, ecliptic, other equinoxes, fiducial offsets `PVi_1`/`PVi_2` on the
+//! longitude axis) is an [`Error::Wcs`] naming the keyword.
+//!
 //! The projection formulas are the short closed forms of Paper II; the `mapproj` crate has
 //! them too, but its rotation conventions (a centred projection with a position angle) do
-//! not carry `LONPOLE`/`LATPOLE` through, so they are written here against the paper.
+//! not carry `LONPOLE`/`LATPOLE` through, so they are written here against the paper. The
+//! native pole's choice and the pole-aligned special case follow wcslib (`cel.c`, `sph.c`),
+//! which astropy wraps, so that agreement holds to 1e-6 pixel on the edges of the domain too.
 
 use crate::fits::Header;
 use crate::{Error, Result};
@@ -27,8 +34,8 @@ pub struct Wcs {
     sip: Option<Sip>,
     tpv: Option<Tpv>,
     projection: Projection,
-    /// Native spherical → the WCS frame (rows are the frame's axes).
-    native_to_frame: [[f64; 3]; 3],
+    /// Native spherical ↔ the WCS frame.
+    rotation: Rotation,
     /// ICRS → the WCS frame; `None` when the frame is ICRS.
     icrs_to_frame: Option<[[f64; 3]; 3]>,
     /// Axis 1 holds latitude and axis 2 longitude (e.g. `DEC--TAN`, `RA---TAN`).
@@ -296,7 +303,10 @@ impl Wcs {
             Some(base) => (base, true),
             None => (code1.as_str(), false),
         };
-        let projection = Projection::parse(base, h, lat_axis)?;
+        let projection = Projection::parse(base, h, lat_axis).map_err(|e| match e {
+            Error::Wcs(reason) => Error::Wcs(format!("CTYPE1 {ctype1:?}: {reason}")),
+            other => other,
+        })?;
         for axis in [1, 2] {
             match h.string(&format!("CUNIT{axis}")).map(str::trim) {
                 None | Some("") | Some("deg") | Some("DEG") | Some("degree") => {}
@@ -326,15 +336,8 @@ impl Wcs {
 
         let crval_lon = h.real(&format!("CRVAL{lon_axis}")).unwrap_or(0.0);
         let crval_lat = h.real(&format!("CRVAL{lat_axis}")).unwrap_or(0.0);
-        let lonpole = h
-            .real("LONPOLE")
-            .or_else(|| h.real(&format!("PV{lon_axis}_3")));
-        let latpole = h
-            .real("LATPOLE")
-            .or_else(|| h.real(&format!("PV{lon_axis}_4")))
-            .unwrap_or(90.0);
-        let native_to_frame =
-            celestial_rotation(projection.theta0(), crval_lon, crval_lat, lonpole, latpole)?;
+        let (lonpole, latpole) = pole_keywords(h, base, lon_axis, projection.theta0())?;
+        let rotation = Rotation::new(projection.theta0(), crval_lon, crval_lat, lonpole, latpole)?;
         let icrs_to_frame = frame_matrix(h, kind1.or(kind2))?;
 
         Ok(Wcs {
@@ -344,7 +347,7 @@ impl Wcs {
             sip: if sip { Some(Sip::parse(h)?) } else { None },
             tpv: (base == "TPV").then(|| Tpv::parse(h, lon_axis, lat_axis)),
             projection,
-            native_to_frame,
+            rotation,
             icrs_to_frame,
             swapped,
         })
@@ -366,25 +369,26 @@ impl Wcs {
             None => (ix, iy),
         };
         let (phi, theta) = self.projection.inverse(ix, iy)?;
-        let native = unit_vector(phi, theta);
-        let frame = mul3(&self.native_to_frame, native);
+        let (lon, lat) = self.rotation.to_frame(phi, theta);
         let icrs = match &self.icrs_to_frame {
-            Some(m) => mul3_transposed(m, frame),
-            None => frame,
+            Some(m) => lon_lat(mul3_transposed(m, unit_vector(lon, lat))),
+            None => (lon.rem_euclid(360.0), lat),
         };
-        finite(lon_lat(icrs))
+        // rem_euclid can round a tiny negative longitude up to exactly 360.
+        let ra = if icrs.0 >= 360.0 { 0.0 } else { icrs.0 };
+        finite((ra, icrs.1))
     }
 
     /// ICRS (ra, dec) in degrees → 0-based pixel, as astropy's
     /// `skycoord_to_pixel(SkyCoord(ra, dec), wcs, origin=0, mode='all')`.
     pub fn sky_to_pixel(&self, ra: f64, dec: f64) -> Option<(f64, f64)> {
-        let icrs = unit_vector(ra, dec);
-        let frame = match &self.icrs_to_frame {
-            Some(m) => mul3(m, icrs),
-            None => icrs,
+        // An ICRS image keeps the caller's longitude as given, as astropy does (an identity
+        // frame transform): on a pole the longitude still picks the native meridian.
+        let (lon, lat) = match &self.icrs_to_frame {
+            Some(m) => lon_lat_signed(mul3(m, unit_vector(ra, dec))),
+            None => (ra, dec),
         };
-        let native = mul3_transposed(&self.native_to_frame, frame);
-        let (phi, theta) = lon_lat_signed(native);
+        let (phi, theta) = self.rotation.to_native(lon, lat);
         let (ix, iy) = self.projection.forward(phi, theta)?;
         let (mut ix, mut iy) = match &self.tpv {
             Some(tpv) => invert(|x, y| tpv.apply(x, y), ix, iy)?,
@@ -467,65 +471,172 @@ fn linear_matrix(h: &Header) -> Result<[[f64; 2]; 2]> {
     ])
 }
 
-/// The rotation native spherical → celestial frame (Paper II §2.3–2.4), as a matrix.
-fn celestial_rotation(
+/// LONPOLE and LATPOLE (Paper II §2.4), where wcslib lets `PVi_3`/`PVi_4` of the longitude
+/// axis override them; TPV's `PVi_m` are distortion coefficients instead.
+fn pole_keywords(
+    h: &Header,
+    code: &str,
+    lon_axis: usize,
     theta0: f64,
-    alpha0: f64,
-    delta0: f64,
-    lonpole: Option<f64>,
-    latpole: f64,
-) -> Result<[[f64; 3]; 3]> {
-    let phi0 = 0.0;
-    let phip = lonpole.unwrap_or(if delta0 >= theta0 { 0.0 } else { 180.0 });
-    let (alphap, deltap) = if theta0 == 90.0 {
-        (alpha0, delta0)
-    } else {
-        // Paper II eqs. 8–10: the celestial coordinates of the native pole.
-        let dphi = (phip - phi0) * D2R;
-        let t0 = theta0 * D2R;
-        let d0 = delta0 * D2R;
-        let u = t0.sin().atan2(t0.cos() * dphi.cos());
-        let denom = (1.0 - (t0.cos() * dphi.sin()).powi(2)).sqrt();
-        let ratio = d0.sin() / denom;
-        if ratio.abs() > 1.0 + 1e-12 || !ratio.is_finite() {
+) -> Result<(Option<f64>, f64)> {
+    let lonpole = h.real("LONPOLE");
+    let latpole = h.real("LATPOLE").unwrap_or(90.0);
+    if code == "TPV" {
+        return Ok((lonpole, latpole));
+    }
+    let pv = |m: usize| h.real(&format!("PV{lon_axis}_{m}"));
+    // PVi_1/PVi_2 move the fiducial point off (φ0, θ0) (Paper II §2.5): not worth the code.
+    for (m, default) in [(1, 0.0), (2, theta0)] {
+        if let Some(v) = pv(m).filter(|v| *v != default) {
             return Err(Error::Wcs(format!(
-                "no native pole fits CRVAL latitude {delta0} with LONPOLE {phip}"
+                "PV{lon_axis}_{m} = {v} (a fiducial point offset) is not supported"
             )));
         }
-        let v = ratio.clamp(-1.0, 1.0).acos();
-        let candidates = [u + v, u - v].map(|d| d * R2D);
-        let valid: Vec<f64> = candidates
-            .into_iter()
-            .filter(|d| (-90.0 - 1e-10..=90.0 + 1e-10).contains(d))
-            .collect();
-        let deltap = valid
-            .iter()
-            .copied()
-            .min_by(|a, b| (a - latpole).abs().total_cmp(&(b - latpole).abs()))
-            .ok_or_else(|| Error::Wcs("no valid native pole latitude".into()))?
-            .clamp(-90.0, 90.0);
-        let alphap = if delta0.abs() == 90.0 {
-            alpha0
-        } else if deltap == 90.0 {
-            alpha0 + phip - phi0 - 180.0
-        } else if deltap == -90.0 {
-            alpha0 - phip + phi0
+    }
+    Ok((pv(3).or(lonpole), pv(4).unwrap_or(latpole)))
+}
+
+/// wcslib's tolerance for the pole geometry (`cel.c`), in degrees.
+const POLE_TOL: f64 = 1e-10;
+
+/// The rotation between native spherical and celestial coordinates (Paper II §2.3).
+#[derive(Debug, Clone)]
+struct Rotation {
+    /// Native → celestial unit vectors (rows are the celestial axes).
+    matrix: [[f64; 3]; 3],
+    /// When the native and celestial poles coincide the rotation is a shift in longitude,
+    /// φ = offset + sign·α, θ = sign·δ: wcslib (`sph.c`) special-cases it, which keeps a
+    /// longitude given on a pole meaningful (the top row of an all-sky CAR map).
+    shift: Option<(f64, f64)>,
+}
+
+impl Rotation {
+    /// Paper II eqs. 8–10, with wcslib's branch choices (`celset` in `cel.c`): the celestial
+    /// coordinates (αp, δp) of the native pole from the fiducial point, LONPOLE and LATPOLE.
+    fn new(
+        theta0: f64,
+        alpha0: f64,
+        delta0: f64,
+        lonpole: Option<f64>,
+        latpole: f64,
+    ) -> Result<Rotation> {
+        let phi0 = 0.0;
+        let phip = lonpole.unwrap_or(if delta0 < theta0 { 180.0 } else { 0.0 });
+        let (alphap, deltap) = if theta0 == 90.0 {
+            (alpha0, delta0)
         } else {
-            let dp = deltap * D2R;
-            let x = (t0.sin() - dp.sin() * d0.sin()) / (dp.cos() * d0.cos());
-            let y = dphi.sin() * t0.cos() / d0.cos();
-            alpha0 - R2D * y.atan2(x)
+            let (sd0, cd0) = (delta0 * D2R).sin_cos();
+            let (st0, ct0) = (theta0 * D2R).sin_cos();
+            let (sphi, cphi) = ((phip - phi0) * D2R).sin_cos();
+            let (u, v) = if phip == phi0 {
+                (theta0, 90.0 - delta0)
+            } else {
+                let z = (ct0 * cphi).hypot(st0);
+                if z == 0.0 {
+                    return Err(Error::Wcs(format!(
+                        "LONPOLE {phip} with CRVAL latitude {delta0}: no native pole fits"
+                    )));
+                }
+                let slz = sd0 / z;
+                if slz.abs() > 1.0 + POLE_TOL || !slz.is_finite() {
+                    return Err(Error::Wcs(format!(
+                        "CRVAL latitude {delta0} cannot be reached with LONPOLE {phip}"
+                    )));
+                }
+                (
+                    R2D * st0.atan2(ct0 * cphi),
+                    R2D * slz.clamp(-1.0, 1.0).acos(),
+                )
+            };
+            let wrap = |d: f64| {
+                if d > 180.0 {
+                    d - 360.0
+                } else if d < -180.0 {
+                    d + 360.0
+                } else {
+                    d
+                }
+            };
+            let (p1, p2) = (wrap(u + v), wrap(u - v));
+            let valid = |d: f64| d.abs() < 90.0 + POLE_TOL;
+            let deltap = if (latpole - p1).abs() < (latpole - p2).abs() {
+                if valid(p1) {
+                    p1
+                } else {
+                    p2
+                }
+            } else if valid(p2) {
+                p2
+            } else {
+                p1
+            };
+            if !valid(deltap) {
+                return Err(Error::Wcs(format!(
+                    "no native pole latitude fits CRVAL latitude {delta0} with LONPOLE {phip}"
+                )));
+            }
+            let deltap = deltap.clamp(-90.0, 90.0);
+            let z = (deltap * D2R).cos() * cd0;
+            let alphap = if z.abs() < POLE_TOL {
+                if cd0.abs() < POLE_TOL {
+                    alpha0
+                } else if deltap > 0.0 {
+                    alpha0 + phip - phi0 - 180.0
+                } else {
+                    alpha0 - phip + phi0
+                }
+            } else {
+                let x = (st0 - (deltap * D2R).sin() * sd0) / z;
+                let y = sphi * ct0 / cd0;
+                alpha0 - R2D * y.atan2(x)
+            };
+            (alphap, deltap)
         };
-        (alphap, deltap)
-    };
-    // c = Rz(αp) · M(δp) · Rz(−φp) · n, from Paper II eq. 2 written for unit vectors.
-    let (sa, ca) = (alphap * D2R).sin_cos();
-    let (sd, cd) = (deltap * D2R).sin_cos();
-    let (sp, cp) = (phip * D2R).sin_cos();
-    let rz_a = [[ca, -sa, 0.0], [sa, ca, 0.0], [0.0, 0.0, 1.0]];
-    let m = [[-sd, 0.0, cd], [0.0, -1.0, 0.0], [cd, 0.0, sd]];
-    let rz_p = [[cp, sp, 0.0], [-sp, cp, 0.0], [0.0, 0.0, 1.0]];
-    Ok(mat_mul(&mat_mul(&rz_a, &m), &rz_p))
+        // c = Rz(αp) · M(δp) · Rz(−φp) · n: Paper II eq. 2 written for unit vectors.
+        let (sa, ca) = (alphap * D2R).sin_cos();
+        let (sd, cd) = (deltap * D2R).sin_cos();
+        let (sp, cp) = (phip * D2R).sin_cos();
+        let rz_a = [[ca, -sa, 0.0], [sa, ca, 0.0], [0.0, 0.0, 1.0]];
+        let m = [[-sd, 0.0, cd], [0.0, -1.0, 0.0], [cd, 0.0, sd]];
+        let rz_p = [[cp, sp, 0.0], [-sp, cp, 0.0], [0.0, 0.0, 1.0]];
+        let shift = if deltap == 90.0 {
+            Some((phip - 180.0 - alphap, 1.0))
+        } else if deltap == -90.0 {
+            Some((phip + alphap, -1.0))
+        } else {
+            None
+        };
+        Ok(Rotation {
+            matrix: mat_mul(&mat_mul(&rz_a, &m), &rz_p),
+            shift,
+        })
+    }
+
+    /// Celestial (α, δ) → native (φ, θ), φ in [−180, 180].
+    fn to_native(&self, lon: f64, lat: f64) -> (f64, f64) {
+        match self.shift {
+            Some((offset, sign)) => {
+                let phi = (offset + sign * lon) % 360.0;
+                let phi = if phi > 180.0 {
+                    phi - 360.0
+                } else if phi < -180.0 {
+                    phi + 360.0
+                } else {
+                    phi
+                };
+                (phi, sign * lat)
+            }
+            None => lon_lat_signed(mul3_transposed(&self.matrix, unit_vector(lon, lat))),
+        }
+    }
+
+    /// Native (φ, θ) → celestial (α, δ), α in any turn.
+    fn to_frame(&self, phi: f64, theta: f64) -> (f64, f64) {
+        match self.shift {
+            Some((offset, sign)) => (sign * (phi - offset), sign * theta),
+            None => lon_lat_signed(mul3(&self.matrix, unit_vector(phi, theta))),
+        }
+    }
 }
 
 /// ICRS → the image's frame, with astropy's matrices (`icrs_fk5_transforms.py`,
@@ -757,5 +868,216 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("FK4"), "{err}");
+    }
+
+    const PROJECTIONS: [&str; 10] = [
+        "TAN", "SIN", "ARC", "ZEA", "STG", "CAR", "CEA", "MER", "SFL", "AIT",
+    ];
+
+    fn assert_round_trip(wcs: &Wcs, x: f64, y: f64, what: &str) {
+        let (ra, dec) = wcs
+            .pixel_to_sky(x, y)
+            .unwrap_or_else(|| panic!("{what}: ({x}, {y}) has no sky position"));
+        assert!((0.0..360.0).contains(&ra), "{what}: ra {ra}");
+        let (bx, by) = wcs
+            .sky_to_pixel(ra, dec)
+            .unwrap_or_else(|| panic!("{what}: ({ra}, {dec}) has no pixel"));
+        assert!(
+            (bx - x).abs() < 1e-8 && (by - y).abs() < 1e-8,
+            "{what}: ({x}, {y}) → ({ra}, {dec}) → ({bx}, {by})"
+        );
+    }
+
+    #[test]
+    fn pole_crossing_field() {
+        // Reference point 0.1° from the pole, 0.01°/pixel: the pole is 10 pixels above it.
+        let h = header("RA---TAN,DEC--TAN", (45.0, 89.9), "");
+        let wcs = Wcs::from_header(&h).unwrap();
+        let (px, py) = wcs.sky_to_pixel(123.0, 90.0).unwrap();
+        let (_, dec) = wcs.pixel_to_sky(px, py).unwrap();
+        assert!(
+            (dec - 90.0).abs() < 1e-9,
+            "pole at ({px}, {py}) → dec {dec}"
+        );
+        // Crossing the pole turns RA by 180°.
+        let (below, _) = wcs.pixel_to_sky(px, py - 5.0).unwrap();
+        let (above, _) = wcs.pixel_to_sky(px, py + 5.0).unwrap();
+        let turn = (above - below).rem_euclid(360.0);
+        assert!((turn - 180.0).abs() < 1e-6, "{below} → {above}");
+        for dy in [-20.0, -5.0, -0.5, 0.5, 5.0, 20.0] {
+            assert_round_trip(&wcs, px + 3.0, py + dy, "pole");
+        }
+    }
+
+    #[test]
+    fn ra_is_the_same_either_side_of_zero() {
+        let wcs = Wcs::from_header(&header("RA---TAN,DEC--TAN", (0.05, 10.0), "")).unwrap();
+        let a = wcs.sky_to_pixel(359.99, 10.0).unwrap();
+        let b = wcs.sky_to_pixel(-0.01, 10.0).unwrap();
+        let c = wcs.sky_to_pixel(719.99, 10.0).unwrap();
+        assert!((a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9);
+        assert!((a.0 - c.0).abs() < 1e-9 && (a.1 - c.1).abs() < 1e-9);
+        for x in [40.0, 45.0, 49.5, 55.0, 60.0] {
+            assert_round_trip(&wcs, x, 39.5, "ra0");
+        }
+    }
+
+    #[test]
+    fn crota2_is_the_equivalent_pc_matrix() {
+        let rot = 25.0_f64;
+        let (s, c) = rot.to_radians().sin_cos();
+        let crota = Wcs::from_header(&header(
+            "RA---TAN,DEC--TAN",
+            (266.4, -28.9),
+            "CROTA2 = 25.0",
+        ))
+        .unwrap();
+        // Paper II eq. 189 with CDELT1 = −CDELT2.
+        let pc = Wcs::from_header(&header(
+            "RA---TAN,DEC--TAN",
+            (266.4, -28.9),
+            &format!("PC1_1 = {c}\nPC1_2 = {s}\nPC2_1 = {}\nPC2_2 = {c}", -s),
+        ))
+        .unwrap();
+        for (x, y) in [(0.0, 0.0), (99.0, 10.0), (-30.0, 70.0)] {
+            let (a, b) = (
+                crota.pixel_to_sky(x, y).unwrap(),
+                pc.pixel_to_sky(x, y).unwrap(),
+            );
+            assert!((a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-12);
+        }
+        assert_eq!(crota.pixel_scales(), (0.01, 0.01));
+    }
+
+    #[test]
+    fn galactic_frame_uses_astropys_constants() {
+        // astropy 8.0: SkyCoord(0, 0, unit='deg').galactic is (l, b) below, so an image centred
+        // there has the ICRS origin on its reference pixel (0.01°/pixel: 1e-6 px is 36 µas).
+        let wcs = Wcs::from_header(&header(
+            "GLON-TAN,GLAT-TAN",
+            (96.33728336969006, -60.188551946914465),
+            "",
+        ))
+        .unwrap();
+        let (x, y) = wcs.sky_to_pixel(0.0, 0.0).unwrap();
+        assert!(
+            (x - 49.5).abs() < 1e-6 && (y - 39.5).abs() < 1e-6,
+            "({x}, {y})"
+        );
+        assert_round_trip(&wcs, 10.0, 70.0, "galactic");
+    }
+
+    #[test]
+    fn tpv_round_trip() {
+        let wcs = Wcs::from_header(&header(
+            "RA---TPV,DEC--TPV",
+            (36.5, -4.5),
+            "PV1_0 = -2.6e-3\nPV1_1 = 1.0111\nPV1_3 = 1e-4\nPV1_4 = -5.7e-3\nPV1_7 = -1.3e-2\n\
+             PV2_1 = 1.0093\nPV2_2 = -4.8e-3\nPV2_5 = 4.1e-3\nPV2_11 = -2e-4",
+        ))
+        .unwrap();
+        for (x, y) in [(0.0, 0.0), (99.0, 79.0), (-50.0, 120.0)] {
+            assert_round_trip(&wcs, x, y, "TPV");
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_errors_naming_the_keyword() {
+        let cases = [
+            ("CTYPE2  = 'DEC--TAN'", "CTYPE1"),
+            (
+                "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--SIN'",
+                "different projections",
+            ),
+            ("CTYPE1  = 'RA---TAN'\nCTYPE2  = 'RA---TAN'", "CTYPE1"),
+            ("CTYPE1  = 'ELON-TAN'\nCTYPE2  = 'ELAT-TAN'", "ecliptic"),
+            (
+                "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--TAN'\nCD1_1   = 0.0",
+                "singular",
+            ),
+            (
+                "CTYPE1  = 'RA---TAN-SIP'\nCTYPE2  = 'DEC--TAN-SIP'",
+                "A_ORDER",
+            ),
+            (
+                "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--TAN'\nCUNIT1  = 'rad'",
+                "CUNIT1",
+            ),
+            (
+                "CTYPE1  = 'RA---ZEA'\nCTYPE2  = 'DEC--ZEA'\nPV1_1   = 5.0",
+                "PV1_1",
+            ),
+            (
+                "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--TAN'\nEQUINOX = 1950.0",
+                "FK4",
+            ),
+            (
+                "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--TAN'\nRADESYS = 'FK5'\nEQUINOX = 2010.0",
+                "FK5",
+            ),
+        ];
+        for (text, needle) in cases {
+            let h = Header::from_card_lines(text).unwrap();
+            let err = Wcs::from_header(&h).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pixel_sky_pixel_round_trips(
+            which in 0..PROJECTIONS.len(),
+            ra in 0.0..360.0f64,
+            dec in -89.0..89.0f64,
+            rot in -180.0..180.0f64,
+            x in -10.0..110.0f64,
+            y in -10.0..90.0f64,
+        ) {
+            let code = PROJECTIONS[which];
+            let (s, c) = rot.to_radians().sin_cos();
+            let h = header(
+                &format!("RA---{code},DEC--{code}"),
+                (ra, dec),
+                &format!("PC1_1 = {c}\nPC1_2 = {}\nPC2_1 = {s}\nPC2_2 = {c}", -s),
+            );
+            let wcs = Wcs::from_header(&h).unwrap();
+            assert_round_trip(&wcs, x, y, code);
+        }
+
+        #[test]
+        fn any_header_values_never_panic(
+            which in 0..PROJECTIONS.len(),
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::f64::ANY,
+                    -1e3..1e3f64,
+                    proptest::strategy::Just(0.0),
+                    proptest::strategy::Just(90.0),
+                ],
+                12,
+            ),
+            x in proptest::num::f64::ANY,
+            y in proptest::num::f64::ANY,
+        ) {
+            let code = PROJECTIONS[which];
+            let keys = [
+                "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
+                "LONPOLE", "LATPOLE", "PV2_1", "PV1_3",
+            ];
+            let mut text = format!("CTYPE1  = 'RA---{code}'\nCTYPE2  = 'DEC--{code}'");
+            for (k, v) in keys.iter().zip(&values) {
+                if v.is_finite() {
+                    text.push_str(&format!("\n{k:<8}= {v:?}"));
+                }
+            }
+            let h = Header::from_card_lines(&text).unwrap();
+            if let Ok(wcs) = Wcs::from_header(&h) {
+                if let Some((ra, dec)) = wcs.pixel_to_sky(x, y) {
+                    let _ = wcs.sky_to_pixel(ra, dec);
+                }
+                let _ = wcs.sky_to_pixel(x, y);
+                let _ = wcs.pixel_scales();
+            }
+        }
     }
 }

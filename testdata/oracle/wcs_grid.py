@@ -9,11 +9,12 @@ prints, per case, in a line format a Rust test reads with split_whitespace:
     H <card>                       the header, one 80-column card per line (tostring(sep='\\n'))
     P <x> <y> <ra> <dec>           all_pix2world(x, y, 0), converted to ICRS; nan where astropy has none
     S <ra> <dec> <x> <y>           ICRS -> the WCS frame (as skycoord_to_pixel does) ->
-                                   all_world2pix(origin 0, tolerance 1e-12); nan where none
+                                   all_world2pix(origin 0, tolerance 1e-12); nan where the
+                                   projection has no answer, inf where the distortion
+                                   iteration diverges (astropy's NoConvergence)
 
 The pixels are a 21 x 21 grid reaching 20 % beyond each edge (441 points). The sky points
-are the ICRS positions of those pixels plus a few far away (the antipode of the reference
-point, the poles), where projections such as TAN have no answer.
+are the ICRS positions of those pixels, a 20 x 20 grid over the whole sky and the two poles.
 """
 
 import sys
@@ -23,7 +24,7 @@ import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
 from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 warnings.simplefilter("ignore", FITSFixedWarning)
@@ -148,6 +149,20 @@ def file_cases(paths):
                 raise SystemExit(f"no image HDU in {path}")
 
 
+def undistorted(wcs):
+    """The same WCS without SIP or TPV, or None when it has neither."""
+    hdr = wcs.to_header(relax=True)
+    ctypes = [hdr["CTYPE1"], hdr["CTYPE2"]]
+    if not any(c.endswith(("-SIP", "TPV")) for c in ctypes) and wcs.sip is None:
+        return None
+    for key in list(hdr.keys()):
+        if key.startswith(("PV", "A_", "B_", "AP_", "BP_")):
+            del hdr[key]
+    for i, c in enumerate(ctypes, 1):
+        hdr[f"CTYPE{i}"] = c.replace("-SIP", "").replace("TPV", "TAN")
+    return WCS(hdr)
+
+
 def emit(name, hdr):
     wcs = WCS(hdr).celestial
     nx, ny = hdr["NAXIS1"], hdr["NAXIS2"]
@@ -162,8 +177,10 @@ def emit(name, hdr):
     ys = np.linspace(-0.2 * ny, 1.2 * ny, 21)
     x, y = (a.ravel() for a in np.meshgrid(xs, ys))
     frame = wcs_to_celestial_frame(wcs)
+    # all_pix2world speaks in axis order: (lat, lon) when axis 1 is the latitude (DEC--TAN).
+    swapped = wcs.wcs.lng == 1
     with np.errstate(all="ignore"):
-        lon, lat = wcs.all_pix2world(x, y, 0)
+        lon, lat = wcs.all_pix2world(x, y, 0)[::-1] if swapped else wcs.all_pix2world(x, y, 0)
     ok = np.isfinite(lon) & np.isfinite(lat)
     ra, dec = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
     icrs = SkyCoord(lon[ok] * u.deg, lat[ok] * u.deg, frame=frame).icrs
@@ -171,18 +188,35 @@ def emit(name, hdr):
     for row in zip(x, y, ra, dec):
         print("P " + " ".join(f"{v:.17g}" for v in row))
 
-    # Sky -> pixel for the pixels' own positions and a few far points.
-    ref = SkyCoord(*wcs.wcs.crval, unit="deg", frame=frame).icrs
-    far_ra = np.array([(ref.ra.deg + 180.0) % 360.0, 0.0, 0.0, ref.ra.deg, ref.ra.deg])
-    far_dec = np.array([-ref.dec.deg, 90.0, -90.0, ref.dec.deg + 30.0, ref.dec.deg - 30.0])
-    far_dec = np.clip(far_dec, -90.0, 90.0)
-    sky_ra, sky_dec = np.concatenate([ra[ok], far_ra]), np.concatenate([dec[ok], far_dec])
+    # Sky -> pixel for the pixels' own positions and a 20 x 20 grid over the whole sky, where
+    # projections such as TAN have no answer for half the points.
+    g_ra, g_dec = np.meshgrid(np.arange(20) * 18.0 + 3.0, np.linspace(-85.5, 85.5, 20))
+    sky_ra = np.concatenate([ra[ok], g_ra.ravel(), [0.0, 0.0]])
+    sky_dec = np.concatenate([dec[ok], g_dec.ravel(), [90.0, -90.0]])
     # What skycoord_to_pixel(..., mode='all') does, with a tolerance fit for 1e-6 pixel.
     native = SkyCoord(sky_ra * u.deg, sky_dec * u.deg, frame="icrs").transform_to(frame)
     native = native.represent_as("unitspherical")
-    with np.errstate(all="ignore"):
-        bx, by = wcs.all_world2pix(native.lon.deg, native.lat.deg, 0, tolerance=1e-12,
-                                   maxiter=100, quiet=True)
+    lon, lat = native.lon.deg, native.lat.deg
+    try:
+        with np.errstate(all="ignore"):
+            world = (lat, lon) if swapped else (lon, lat)
+            bx, by = wcs.all_world2pix(*world, 0, tolerance=1e-12, maxiter=100)
+    except NoConvergence as e:
+        # Far outside a distorted image the iteration diverges: astropy has no answer there,
+        # and any answer is as good (written as inf, compared with nothing).
+        (bx, by), bad = e.best_solution.T, np.zeros(len(lon), bool)
+        for idx in (e.divergent, e.slow_conv):
+            if idx is not None:
+                bad[idx] = True
+        bx, by = np.where(bad, np.inf, bx), np.where(bad, np.inf, by)
+    # Where only the distortion's inverse fails (wcslib's TPV iteration, far off the image),
+    # astropy has no answer for a reason of its own: mark it like a divergence.
+    plain = undistorted(wcs)
+    if plain is not None:
+        with np.errstate(all="ignore"):
+            px, _ = plain.wcs_world2pix(*world, 0)
+        lost = np.isfinite(px) & ~np.isfinite(bx)
+        bx, by = np.where(lost, np.inf, bx), np.where(lost, np.inf, by)
     for row in zip(sky_ra, sky_dec, bx, by):
         print("S " + " ".join(f"{v:.17g}" for v in row))
 
