@@ -247,12 +247,20 @@ def clean_rust_env() -> dict:
     return env
 
 
+def make_writable(root: Path) -> None:
+    for path in [root, *root.rglob("*")] if root.exists() else []:
+        path.chmod(path.stat().st_mode | 0o200)
+
+
 def build_rawcut(source: Path) -> Path:
     src = work_dir() / "rawcut-src"
     target = work_dir() / "rawcut-target"
-    # A copy, so the build never writes into the shared folder.
+    # A copy, so the build never writes into the shared folder. The shared folder is
+    # read-only and copytree keeps modes, so the copy is made writable for cargo and rmtree.
+    make_writable(src)
     shutil.rmtree(src, ignore_errors=True)
     shutil.copytree(source, src, ignore=shutil.ignore_patterns("target"))
+    make_writable(src)
     cmd = ["cargo", "build", "--release", "--quiet", "--manifest-path", str(src / "Cargo.toml")]
     env = clean_rust_env() | {"CARGO_TARGET_DIR": str(target)}
     if subprocess.run(cmd, env=env).returncode != 0:

@@ -217,8 +217,11 @@ fn write_mef(
         BLOCK_LEN + p.window.width * p.window.height * p.planes.len() * image.bitpix().bytes()
     });
     let per_buffer = ((1 << 20) / hdu_len).clamp(1, 64);
-    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); 2 * rayon::current_num_threads()];
-    for batch in planned.chunks(per_buffer * buffers.len()) {
+    // Two sets of buffers: one batch is written while the next is cut.
+    let sets = 2 * rayon::current_num_threads();
+    let mut filling: Vec<Vec<u8>> = vec![Vec::new(); sets];
+    let mut writing: Vec<Vec<u8>> = vec![Vec::new(); sets];
+    let fill = |buffers: &mut Vec<Vec<u8>>, batch: &[Planned]| {
         buffers
             .par_iter_mut()
             .zip(batch.par_chunks(per_buffer))
@@ -228,11 +231,30 @@ fn write_mef(
                     append_hdu(image, &templates, p, buffer);
                 }
             });
-        for buffer in buffers.iter().take(batch.len().div_ceil(per_buffer)) {
-            out.write_all(buffer).map_err(|e| Error::io(&tmp, e))?;
-        }
-        progress(batch.len() as u64);
+        batch.len().div_ceil(per_buffer)
+    };
+    let mut ready = 0; // buffers of `writing` that hold the previous batch
+    let mut done = 0u64;
+    for batch in planned.chunks(per_buffer * sets) {
+        let (written, filled) = rayon::join(
+            || {
+                writing
+                    .iter()
+                    .take(ready)
+                    .try_for_each(|b| out.write_all(b))
+            },
+            || fill(&mut filling, batch),
+        );
+        written.map_err(|e| Error::io(&tmp, e))?;
+        progress(done);
+        done = batch.len() as u64;
+        std::mem::swap(&mut filling, &mut writing);
+        ready = filled;
     }
+    for buffer in writing.iter().take(ready) {
+        out.write_all(buffer).map_err(|e| Error::io(&tmp, e))?;
+    }
+    progress(done);
     out.flush().map_err(|e| Error::io(&tmp, e))?;
     drop(out);
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
