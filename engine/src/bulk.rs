@@ -58,12 +58,15 @@ pub struct Planned {
     pub planes: Range<usize>,
 }
 
-/// Plans every row: the good ones in catalogue order, and the rows that cannot be cut.
+/// Plans every row: the good ones in catalogue order, and the rows that cannot be cut. With
+/// `unique_names`, a row whose file name (id, or row number) repeats an earlier one is bad:
+/// in a folder it would overwrite the earlier cutout.
 pub fn plan_all(
     image: &Image<'_>,
     wcs: Option<&Wcs>,
     catalog: &Catalog,
     options: &BulkOptions,
+    unique_names: bool,
 ) -> (Vec<Planned>, Vec<BadRow>) {
     let results: Vec<std::result::Result<Planned, BadRow>> = catalog
         .targets
@@ -100,7 +103,7 @@ pub fn plan_all(
     }
     let mut seen = std::collections::HashSet::new();
     planned.retain(|p| {
-        let fresh = seen.insert(file_stem(&p.target));
+        let fresh = !unique_names || seen.insert(file_stem(&p.target));
         if !fresh {
             bad.push(BadRow {
                 row: p.target.row,
@@ -123,7 +126,13 @@ pub fn run(
     output: &Output,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BulkReport> {
-    let (planned, bad) = plan_all(image, wcs, catalog, options);
+    let (planned, bad) = plan_all(
+        image,
+        wcs,
+        catalog,
+        options,
+        matches!(output, Output::Dir(_)),
+    );
     if !bad.is_empty() && !options.skip_bad {
         let shown: Vec<String> = bad.iter().take(5).map(BadRow::to_string).collect();
         let more = if bad.len() > 5 {

@@ -89,43 +89,22 @@ impl Cutout {
     pub fn to_fits_bytes(&self) -> Vec<u8> {
         let mut out = self.header.to_bytes();
         out.extend_from_slice(&self.data);
-        out.resize(
-            out.len().div_ceil(crate::fits::header::BLOCK_LEN) * crate::fits::header::BLOCK_LEN,
-            0,
-        );
+        out.resize(out.len().div_ceil(BLOCK_LEN) * BLOCK_LEN, 0);
         out
     }
 }
 
-/// The 1-D part of astropy's `overlap_slices`: start index and length of the cutout along
-/// one axis. The low edge is `ceil(pos - size/2)` (astropy's default `limit_rounding_method`),
-/// so even sizes round the centre up.
-fn axis_window(large: usize, small: usize, pos: f64, mode: Mode) -> Result<(i64, usize), Overlap> {
+/// The 1-D part of astropy's `overlap_slices`: the cutout's first and past-the-end index along
+/// one axis, or `None` when it misses the image. The low edge is `ceil(pos - size/2)`
+/// (astropy's default `limit_rounding_method`), so even sizes round the centre up.
+fn axis_extent(large: usize, small: usize, pos: f64) -> Option<(i64, i64)> {
     // Beyond ±2^52 pixels an f64 has no fractional part left and no image is that large.
     if !pos.is_finite() || pos.abs() > 4.0e15 {
-        return Err(Overlap::None);
+        return None;
     }
     let min = (pos - small as f64 / 2.0).ceil() as i64;
     let max = min + small as i64;
-    let large = large as i64;
-    if max <= 0 || min >= large {
-        return Err(Overlap::None);
-    }
-    let inside = min >= 0 && max <= large;
-    match mode {
-        Mode::Strict if !inside => Err(Overlap::Partial),
-        Mode::Trim => {
-            let start = min.max(0);
-            Ok((start, (max.min(large) - start) as usize))
-        }
-        _ => Ok((min, small)),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Overlap {
-    None,
-    Partial,
+    (max > 0 && min < large as i64).then_some((min, max))
 }
 
 /// The window astropy's `Cutout2D` cuts for a centre `(x, y)` and shape `width × height`.
@@ -136,36 +115,37 @@ pub fn cutout_window(
     (width, height): (usize, usize),
     mode: Mode,
 ) -> Result<Window> {
-    let explain = |o: Overlap| {
-        match o {
-        Overlap::None => Error::Cutout(format!(
+    let (Some((x0, x1)), Some((y0, y1))) = (
+        axis_extent(image_width, width, x),
+        axis_extent(image_height, height, y),
+    ) else {
+        return Err(Error::Cutout(format!(
             "position ({x:.3}, {y:.3}) does not overlap the {image_width}×{image_height} image (no overlap)"
-        )),
-        Overlap::Partial => Error::Cutout(format!(
+        )));
+    };
+    let (iw, ih) = (image_width as i64, image_height as i64);
+    let inside = x0 >= 0 && y0 >= 0 && x1 <= iw && y1 <= ih;
+    match mode {
+        Mode::Strict if !inside => Err(Error::Cutout(format!(
             "strict mode: the {width}×{height} cutout at ({x:.3}, {y:.3}) extends outside the \
              {image_width}×{image_height} image"
-        )),
+        ))),
+        Mode::Trim => {
+            let (x0, y0) = (x0.max(0), y0.max(0));
+            Ok(Window {
+                x0,
+                y0,
+                width: (x1.min(iw) - x0) as usize,
+                height: (y1.min(ih) - y0) as usize,
+            })
+        }
+        _ => Ok(Window {
+            x0,
+            y0,
+            width,
+            height,
+        }),
     }
-    };
-    // Check both axes for no overlap first, as astropy does, so the error says the worst.
-    let wx = axis_window(image_width, width, x, Mode::Partial).map_err(explain)?;
-    let wy = axis_window(image_height, height, y, Mode::Partial).map_err(explain)?;
-    let (x0, width) = if mode == Mode::Partial {
-        wx
-    } else {
-        axis_window(image_width, width, x, mode).map_err(explain)?
-    };
-    let (y0, height) = if mode == Mode::Partial {
-        wy
-    } else {
-        axis_window(image_height, height, y, mode).map_err(explain)?
-    };
-    Ok(Window {
-        x0,
-        y0,
-        width,
-        height,
-    })
 }
 
 /// Side of the cutout in pixels: `Cutout2D` rounds an angular size with `np.round` (half to

@@ -230,3 +230,50 @@ fn bad_rows_fail_before_writing_unless_skipped() {
     assert!(out.join("1.fits").exists() && out.join("4.fits").exists());
     assert!(!out.join("3.fits").exists());
 }
+
+#[test]
+fn repeated_ids_are_bad_only_where_they_name_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_path = dir.path().join("image.fits");
+    write_image(&image_path, -32);
+    let file = FitsFile::open(&image_path).unwrap();
+    let image = file.image(0).unwrap();
+    let wcs = Wcs::from_header(image.header()).unwrap();
+    let (ra, dec) = wcs.pixel_to_sky(100.0, 100.0).unwrap();
+    let cat_path = dir.path().join("cat.csv");
+    std::fs::write(
+        &cat_path,
+        format!("id,ra,dec\na,{ra},{dec}\na,{ra},{dec}\n"),
+    )
+    .unwrap();
+    let catalog = read_catalog(&cat_path).unwrap();
+    let options = BulkOptions {
+        size: Size::Pixels(8),
+        mode: Mode::Partial,
+        planes: None,
+        skip_bad: false,
+    };
+    let err = bulk::run(
+        &image,
+        Some(&wcs),
+        &catalog,
+        &options,
+        &Output::Dir(dir.path().join("d")),
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row 2") && err.contains("repeats"), "{err}");
+    let npy = dir.path().join("s.npy");
+    let report = bulk::run(
+        &image,
+        Some(&wcs),
+        &catalog,
+        &options,
+        &Output::Npy(npy.clone()),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(report.written, 2);
+    assert!(npy.exists());
+}
