@@ -18,6 +18,7 @@ use crate::cutout::{self, Center, CutoutRequest, HeaderTemplate, Mode, Size, Win
 use crate::fits::header::BLOCK_LEN;
 use crate::fits::{Card, Header, Image, Value};
 use crate::npy::NpyWriter;
+use crate::partial_file::PartialFile;
 use crate::wcs::Wcs;
 use crate::{Error, Result};
 
@@ -199,9 +200,8 @@ fn write_mef(
     path: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    let tmp = path.with_extension("fits.partial");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut out = std::io::BufWriter::new(file);
+    let partial = PartialFile::create(path)?;
+    let mut out = std::io::BufWriter::new(partial.file());
     let mut primary = Header::default();
     for (key, value, comment) in [
         ("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
@@ -217,7 +217,7 @@ fn write_mef(
         primary.push(Card::new(key, value, comment));
     }
     out.write_all(&primary.to_bytes())
-        .map_err(|e| Error::io(&tmp, e))?;
+        .map_err(|e| partial.error(e))?;
     let templates = templates(planned, |w, h, n| HeaderTemplate::extension(image, w, h, n));
     // Catalogue order in the file: each batch is cut in parallel into per-thread buffers of
     // about 1 MiB that stay in cache until written and are reused from batch to batch (fresh
@@ -254,19 +254,19 @@ fn write_mef(
             },
             || fill(&mut filling, batch),
         );
-        written.map_err(|e| Error::io(&tmp, e))?;
+        written.map_err(|e| partial.error(e))?;
         progress(done);
         done = batch.len() as u64;
         std::mem::swap(&mut filling, &mut writing);
         ready = filled;
     }
     for buffer in writing.iter().take(ready) {
-        out.write_all(buffer).map_err(|e| Error::io(&tmp, e))?;
+        out.write_all(buffer).map_err(|e| partial.error(e))?;
     }
     progress(done);
-    out.flush().map_err(|e| Error::io(&tmp, e))?;
+    out.flush().map_err(|e| partial.error(e))?;
     drop(out);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    partial.commit()
 }
 
 type Shape = (usize, usize, usize);

@@ -19,6 +19,7 @@ pub mod error;
 pub mod fits;
 mod mmap;
 pub mod npy;
+pub mod partial_file;
 pub mod wcs;
 
 pub use error::{Error, Result};

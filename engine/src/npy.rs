@@ -1,21 +1,17 @@
 //! Writing a float32 `.npy` stack (NumPy format 1.0) item by item, from many threads at once.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::partial_file::PartialFile;
 use crate::{Error, Result};
 
 /// A `.npy` file of little-endian float32 with a fixed shape, filled item by item (an item is
-/// one index of the first axis). It is written as `NAME.partial` and renamed by [`finish`],
-/// so a failed run never leaves a file that looks complete.
+/// one index of the first axis), complete once [`finish`]ed.
 ///
 /// [`finish`]: NpyWriter::finish
 pub struct NpyWriter {
-    file: File,
-    tmp: PathBuf,
-    path: PathBuf,
+    file: PartialFile,
     data_offset: u64,
     item_len: usize,
 }
@@ -41,16 +37,15 @@ impl NpyWriter {
         header.resize(10 + header_len - 1, b' ');
         header.push(b'\n');
 
-        let tmp = path.with_extension("npy.partial");
-        let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(&header).map_err(|e| Error::io(&tmp, e))?;
+        let file = PartialFile::create(path)?;
+        file.file()
+            .write_all_at(&header, 0)
+            .map_err(|e| file.error(e))?;
         let item_len = shape.iter().skip(1).product::<usize>();
         let total = header.len() as u64 + (shape.iter().product::<usize>() * 4) as u64;
-        file.set_len(total).map_err(|e| Error::io(&tmp, e))?;
+        file.file().set_len(total).map_err(|e| file.error(e))?;
         Ok(NpyWriter {
             file,
-            tmp,
-            path: path.into(),
             data_offset: header.len() as u64,
             item_len,
         })
@@ -64,14 +59,14 @@ impl NpyWriter {
         scratch.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         let offset = self.data_offset + (index * self.item_len * 4) as u64;
         self.file
+            .file()
             .write_all_at(scratch, offset)
-            .map_err(|e| Error::io(&self.tmp, e))
+            .map_err(|e| self.file.error(e))
     }
 
-    /// Moves the finished file to its final name (no fsync: the rename only has to keep a
-    /// half-written stack from looking complete, not survive a power cut).
+    /// Moves the finished stack to its final name.
     pub fn finish(self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+        self.file.commit()
     }
 }
 
