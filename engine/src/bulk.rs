@@ -1,10 +1,12 @@
 //! Bulk cutouts from a catalogue, in parallel with rayon, to a folder, a multi-extension FITS
 //! file or a `.npy` stack.
 //!
-//! Every row is planned (sky → pixel, window, checks) before any pixel is read or any file is
-//! written, so a bad row fails the whole run up front unless bad rows are to be skipped. Planned
-//! cutouts are then cut in source-row order, so each thread sweeps the mosaic once from top to
-//! bottom instead of jumping around it (on NFS the first touch of a page is what costs).
+//! A run can draw on several images (the tiles of a mosaic): each row is cut from the first
+//! image that holds its position. Every row is planned (sky → pixel, window, checks) before any
+//! pixel is read or any file is written, so a bad row (off every image, say) fails the whole
+//! run up front unless bad rows are to be skipped. Planned cutouts are then grouped by image
+//! and cut in source-row order, so each thread sweeps each mosaic once from top to bottom
+//! instead of jumping around it (on NFS the first touch of a page is what costs).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -51,20 +53,29 @@ pub struct BulkReport {
     pub skipped: Vec<BadRow>,
 }
 
+/// An image a bulk run cuts from, with its celestial WCS.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub image: Image<'a>,
+    pub wcs: Option<&'a Wcs>,
+}
+
 /// One planned cutout.
 #[derive(Debug, Clone)]
 pub struct Planned {
+    /// Index of the source image.
+    pub source: usize,
     pub target: Target,
     pub window: Window,
     pub planes: Range<usize>,
 }
 
-/// Plans every row: the good ones in catalogue order, and the rows that cannot be cut. With
-/// `unique_names`, a row whose file name (id, or row number) repeats an earlier one is bad:
-/// in a folder it would overwrite the earlier cutout.
+/// Plans every row: the good ones in catalogue order, and the rows that cannot be cut. A row
+/// goes to the first source whose image holds its centre, else to the first one it overlaps
+/// (a partial cutout at a tile's edge). With `unique_names`, a row whose file name (id, or row
+/// number) repeats an earlier one is bad: in a folder it would overwrite the earlier cutout.
 pub fn plan_all(
-    image: &Image<'_>,
-    wcs: Option<&Wcs>,
+    sources: &[Source<'_>],
     catalog: &Catalog,
     options: &BulkOptions,
     unique_names: bool,
@@ -72,27 +83,7 @@ pub fn plan_all(
     let results: Vec<std::result::Result<Planned, BadRow>> = catalog
         .targets
         .par_iter()
-        .map(|t| {
-            let request = CutoutRequest {
-                center: Center::Sky {
-                    ra: t.ra,
-                    dec: t.dec,
-                },
-                size: t.size.map_or(options.size, Size::Pixels),
-                mode: options.mode,
-                planes: options.planes.clone(),
-            };
-            cutout::plan(image, wcs, &request)
-                .map(|(window, planes)| Planned {
-                    target: t.clone(),
-                    window,
-                    planes,
-                })
-                .map_err(|e| BadRow {
-                    row: t.row,
-                    reason: e.to_string(),
-                })
-        })
+        .map(|t| plan_row(sources, t, options))
         .collect();
     let mut bad = catalog.bad.clone();
     let mut planned = Vec::with_capacity(results.len());
@@ -117,8 +108,7 @@ pub fn plan_all(
     (planned, bad)
 }
 
-/// Plans, checks and writes all cutouts. `progress` is called with the number of cutouts just
-/// finished (from several threads).
+/// Plans, checks and writes all cutouts of one image (see [`run_many`]).
 pub fn run(
     image: &Image<'_>,
     wcs: Option<&Wcs>,
@@ -127,13 +117,23 @@ pub fn run(
     output: &Output,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BulkReport> {
-    let (planned, bad) = plan_all(
-        image,
+    let sources = [Source {
+        image: image.clone(),
         wcs,
-        catalog,
-        options,
-        matches!(output, Output::Dir(_)),
-    );
+    }];
+    run_many(&sources, catalog, options, output, progress)
+}
+
+/// Plans, checks and writes all cutouts, each row from the first source that holds it.
+/// `progress` is called with the number of cutouts just finished (from several threads).
+pub fn run_many(
+    sources: &[Source<'_>],
+    catalog: &Catalog,
+    options: &BulkOptions,
+    output: &Output,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<BulkReport> {
+    let (planned, bad) = plan_all(sources, catalog, options, matches!(output, Output::Dir(_)));
     if !bad.is_empty() && !options.skip_bad {
         let shown: Vec<String> = bad.iter().take(5).map(BadRow::to_string).collect();
         let more = if bad.len() > 5 {
@@ -148,12 +148,12 @@ pub fn run(
         )));
     }
     match output {
-        Output::Dir(dir) => write_dir(image, &planned, dir, progress)?,
-        Output::Mef(path) => write_mef(image, &planned, path, progress)?,
+        Output::Dir(dir) => write_dir(sources, &planned, dir, progress)?,
+        Output::Mef(path) => write_mef(sources, &planned, path, progress)?,
         Output::Npy(path) => {
             // With every row skipped the stack is empty but keeps the requested shape.
-            let side = cutout::side_pixels(options.size, wcs)?;
-            write_npy(image, &planned, side, path, progress)?
+            let side = cutout::side_pixels(options.size, sources.first().and_then(|s| s.wcs))?;
+            write_npy(sources, &planned, side, path, progress)?
         }
     }
     Ok(BulkReport {
@@ -162,31 +162,88 @@ pub fn run(
     })
 }
 
+fn plan_row(
+    sources: &[Source<'_>],
+    t: &Target,
+    options: &BulkOptions,
+) -> std::result::Result<Planned, BadRow> {
+    let request = CutoutRequest {
+        center: Center::Sky {
+            ra: t.ra,
+            dec: t.dec,
+        },
+        size: t.size.map_or(options.size, Size::Pixels),
+        mode: options.mode,
+        planes: options.planes.clone(),
+    };
+    let mut first_overlap = None;
+    let mut first_error = None;
+    for (source, s) in sources.iter().enumerate() {
+        match cutout::plan(&s.image, s.wcs, &request) {
+            Ok((window, planes)) => {
+                let planned = Planned {
+                    source,
+                    target: t.clone(),
+                    window,
+                    planes,
+                };
+                let centre_inside =
+                    cutout::center_pixel(request.center, s.wcs).is_ok_and(|(x, y)| {
+                        (-0.5..s.image.width() as f64 - 0.5).contains(&x)
+                            && (-0.5..s.image.height() as f64 - 0.5).contains(&y)
+                    });
+                if centre_inside {
+                    return Ok(planned);
+                }
+                first_overlap.get_or_insert(planned);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_overlap.ok_or_else(|| BadRow {
+        row: t.row,
+        reason: match (first_error, sources.len()) {
+            (Some(e), 1) => e.to_string(),
+            (Some(e), n) => format!("not on any of the {n} images (first: {e})"),
+            (None, _) => "no image to cut from".into(),
+        },
+    })
+}
+
 fn file_stem(t: &Target) -> String {
     t.id.clone().unwrap_or_else(|| t.row.to_string())
 }
 
-/// Indices of `planned` sorted by their first source row: the order each thread sweeps in.
+/// Indices of `planned` grouped by image and sorted by first source row: the order each
+/// thread sweeps in.
 fn sweep_order(planned: &[Planned]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..planned.len()).collect();
-    order.sort_by_key(|&i| (planned[i].window.y0, planned[i].window.x0));
+    order.sort_by_key(|&i| {
+        (
+            planned[i].source,
+            planned[i].window.y0,
+            planned[i].window.x0,
+        )
+    });
     order
 }
 
 fn write_dir(
-    image: &Image<'_>,
+    sources: &[Source<'_>],
     planned: &[Planned],
     dir: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let templates = templates(planned, |w, h, n| HeaderTemplate::primary(image, w, h, n));
+    let templates = templates(sources, planned, HeaderTemplate::primary);
     sweep_order(planned)
         .par_iter()
         .try_for_each_init(Vec::new, |bytes, &i| {
             let p = &planned[i];
             bytes.clear();
-            append_hdu(image, &templates, p, bytes);
+            append_hdu(sources, &templates, p, bytes);
             let path = dir.join(format!("{}.fits", file_stem(&p.target)));
             std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
             progress(1);
@@ -195,7 +252,7 @@ fn write_dir(
 }
 
 fn write_mef(
-    image: &Image<'_>,
+    sources: &[Source<'_>],
     planned: &[Planned],
     path: &Path,
     progress: &(dyn Fn(u64) + Sync),
@@ -218,12 +275,13 @@ fn write_mef(
     }
     out.write_all(&primary.to_bytes())
         .map_err(|e| partial.error(e))?;
-    let templates = templates(planned, |w, h, n| HeaderTemplate::extension(image, w, h, n));
+    let templates = templates(sources, planned, HeaderTemplate::extension);
     // Catalogue order in the file: each batch is cut in parallel into per-thread buffers of
     // about 1 MiB that stay in cache until written and are reused from batch to batch (fresh
     // ones cost a page fault per 4 KiB), then written in order.
     let hdu_len = planned.first().map_or(1, |p| {
-        BLOCK_LEN + p.window.width * p.window.height * p.planes.len() * image.bitpix().bytes()
+        let elem = sources[p.source].image.bitpix().bytes();
+        BLOCK_LEN + p.window.width * p.window.height * p.planes.len() * elem
     });
     let per_buffer = ((1 << 20) / hdu_len).clamp(1, 64);
     // Two sets of buffers: one batch is written while the next is cut.
@@ -237,7 +295,7 @@ fn write_mef(
             .for_each(|(buffer, part)| {
                 buffer.clear();
                 for p in part {
-                    append_hdu(image, &templates, p, buffer);
+                    append_hdu(sources, &templates, p, buffer);
                 }
             });
         batch.len().div_ceil(per_buffer)
@@ -269,29 +327,36 @@ fn write_mef(
     partial.commit()
 }
 
-type Shape = (usize, usize, usize);
+/// Source image and cutout shape (sizes can differ per row, and `trim` cuts edges).
+type Shape = (usize, usize, usize, usize);
 
-/// One header template per cutout shape (sizes can differ per row, and `trim` cuts edges).
+/// One header template per source image and cutout shape.
 fn templates(
+    sources: &[Source<'_>],
     planned: &[Planned],
-    make: impl Fn(usize, usize, usize) -> HeaderTemplate,
+    make: impl Fn(&Image<'_>, usize, usize, usize) -> HeaderTemplate,
 ) -> HashMap<Shape, HeaderTemplate> {
     let mut templates = HashMap::new();
     for p in planned {
-        templates
-            .entry(shape(p))
-            .or_insert_with(|| make(p.window.width, p.window.height, p.planes.len()));
+        templates.entry(shape(p)).or_insert_with(|| {
+            make(
+                &sources[p.source].image,
+                p.window.width,
+                p.window.height,
+                p.planes.len(),
+            )
+        });
     }
     templates
 }
 
 fn shape(p: &Planned) -> Shape {
-    (p.window.width, p.window.height, p.planes.len())
+    (p.source, p.window.width, p.window.height, p.planes.len())
 }
 
 /// Appends one complete HDU (header, data, padding) for a planned cutout.
 fn append_hdu(
-    image: &Image<'_>,
+    sources: &[Source<'_>],
     templates: &HashMap<Shape, HeaderTemplate>,
     p: &Planned,
     out: &mut Vec<u8>,
@@ -304,31 +369,40 @@ fn append_hdu(
             out,
         );
     }
-    cutout::append_stored_window(image, p.window, p.planes.clone(), out);
+    cutout::append_stored_window(&sources[p.source].image, p.window, p.planes.clone(), out);
     out.resize(out.len().div_ceil(BLOCK_LEN) * BLOCK_LEN, 0);
 }
 
 fn write_npy(
-    image: &Image<'_>,
+    sources: &[Source<'_>],
     planned: &[Planned],
     empty_side: (usize, usize),
     path: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
+    let Some(first) = sources.first() else {
+        return Err(Error::Cutout("no image to cut from".into()));
+    };
     let (w, h, planes) = match planned.first() {
         Some(p) => (p.window.width, p.window.height, p.planes.len()),
-        None => (empty_side.0, empty_side.1, image.planes()),
+        None => (empty_side.0, empty_side.1, first.image.planes()),
     };
     if let Some(p) = planned
         .iter()
-        .find(|p| (p.window.width, p.window.height) != (w, h))
+        .find(|p| (p.window.width, p.window.height, p.planes.len()) != (w, h, planes))
     {
         return Err(Error::Cutout(format!(
-            "an .npy stack needs one shape: row {} is {}×{} but row {} is {w}×{h} (sizes differ, or trim mode cut at an edge)",
-            p.target.row, p.window.width, p.window.height, planned[0].target.row
+            "an .npy stack needs one shape: row {} is {}×{}×{} but row {} is {w}×{h}×{planes} \
+             (sizes or plane counts differ, or trim mode cut at an edge)",
+            p.target.row,
+            p.window.width,
+            p.window.height,
+            p.planes.len(),
+            planned[0].target.row
         )));
     }
-    let shape: Vec<usize> = if image.axes().len() > 2 {
+    let cube = sources.iter().any(|s| s.image.axes().len() > 2);
+    let shape: Vec<usize> = if cube {
         vec![planned.len(), planes, h, w]
     } else {
         vec![planned.len(), h, w]
@@ -341,7 +415,7 @@ fn write_npy(
             let p = &planned[i];
             for (k, plane) in p.planes.clone().enumerate() {
                 cutout::window_physical(
-                    image,
+                    &sources[p.source].image,
                     plane,
                     p.window,
                     &mut buf[k * w * h..(k + 1) * w * h],

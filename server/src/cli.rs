@@ -24,8 +24,10 @@ pub enum Command {
 #[command(group(clap::ArgGroup::new("center").required(true).args(["ra", "pixel", "catalog"])))]
 #[command(group(clap::ArgGroup::new("side").required(true).args(["size", "size_arcsec"])))]
 pub struct CutoutArgs {
-    /// FITS image (plain, tile-compressed or gzipped).
-    pub image: PathBuf,
+    /// FITS image(s) (plain, tile-compressed or gzipped). With --catalog, several images (the
+    /// tiles of a mosaic) may be given: each row is cut from the first one that holds it.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
     /// Right ascension of the centre, ICRS degrees.
     #[arg(long, requires = "dec", allow_hyphen_values = true)]
     pub ra: Option<f64>,

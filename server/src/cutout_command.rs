@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use insitu_engine::bulk::{self, BulkOptions, Output};
+use insitu_engine::bulk::{self, BulkOptions, Output, Source};
 use insitu_engine::catalog::read_catalog;
 use insitu_engine::cutout::{self, Center, CutoutRequest, Mode, Size};
-use insitu_engine::fits::FitsFile;
+use insitu_engine::fits::{FitsFile, Image};
 use insitu_engine::wcs::Wcs;
 
 use crate::cli::CutoutArgs;
@@ -23,21 +23,40 @@ pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
     };
     let planes = args.planes.as_deref().map(parse_planes).transpose()?;
     refuse_overwriting_the_input(args)?;
-    let file = FitsFile::open(&args.image)?;
-    let hdu = match args.hdu {
-        Some(h) => h,
-        None => file
-            .first_image_hdu()
-            .ok_or_else(|| anyhow!("{}: no HDU holds an image", args.image.display()))?,
-    };
-    let image = file.image(hdu)?;
-    let where_ = || format!("{} HDU {hdu}", args.image.display());
-    let wcs = Wcs::from_header(image.header());
+    let files = args
+        .images
+        .iter()
+        .map(FitsFile::open)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut opened = Vec::with_capacity(files.len());
+    for file in &files {
+        opened.push(open_image(file, args.hdu)?);
+    }
 
     if let Some(catalog) = &args.catalog {
-        let wcs = wcs.with_context(where_)?;
-        return run_bulk(args, &image, &wcs, catalog, size, mode, planes);
+        let wcs = opened
+            .iter()
+            .map(|o| o.wcs.as_ref().map_err(|e| anyhow!("{}: {e}", o.name)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let sources: Vec<Source<'_>> = opened
+            .iter()
+            .zip(wcs)
+            .map(|(o, wcs)| Source {
+                image: o.image.clone(),
+                wcs: Some(wcs),
+            })
+            .collect();
+        let options = BulkOptions {
+            size,
+            mode,
+            planes,
+            skip_bad: args.skip_bad,
+        };
+        return run_bulk(args, &sources, catalog, &options);
     }
+    let [one] = opened.as_slice() else {
+        bail!("a single cutout takes one image; give several images only with --catalog");
+    };
     let center = match (&args.pixel, args.ra, args.dec) {
         (Some(p), _, _) => parse_pixel(p)?,
         (None, Some(ra), Some(dec)) => Center::Sky { ra, dec },
@@ -48,9 +67,9 @@ pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
         .as_deref()
         .ok_or_else(|| anyhow!("give -o OUT.fits for a single cutout"))?;
     // A pixel cutout needs no WCS; a sky cutout reports why the WCS is unusable.
-    let wcs = match (center, wcs) {
-        (Center::Sky { .. }, w) => Some(w.with_context(where_)?),
-        (Center::Pixel { .. }, w) => w.ok(),
+    let wcs = match (center, &one.wcs) {
+        (Center::Sky { .. }, Err(e)) => bail!("{}: {e}", one.name),
+        (_, w) => w.as_ref().ok(),
     };
     let request = CutoutRequest {
         center,
@@ -58,7 +77,7 @@ pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
         mode,
         planes,
     };
-    let cut = cutout::cut(&image, wcs.as_ref(), &request).with_context(where_)?;
+    let cut = cutout::cut(&one.image, wcs, &request).with_context(|| one.name.clone())?;
     std::fs::write(out, cut.to_fits_bytes())
         .with_context(|| format!("{}: cannot write", out.display()))?;
     if !args.quiet {
@@ -75,14 +94,33 @@ pub fn run(args: &CutoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An image HDU of one input file, with its WCS (or why it has none) and a name for messages.
+struct Opened<'a> {
+    name: String,
+    image: Image<'a>,
+    wcs: Result<Wcs, insitu_engine::Error>,
+}
+
+fn open_image(file: &FitsFile, hdu: Option<usize>) -> anyhow::Result<Opened<'_>> {
+    let hdu = match hdu {
+        Some(h) => h,
+        None => file
+            .first_image_hdu()
+            .ok_or_else(|| anyhow!("{}: no HDU holds an image", file.path().display()))?,
+    };
+    let image = file.image(hdu)?;
+    Ok(Opened {
+        name: format!("{} HDU {hdu}", file.path().display()),
+        wcs: Wcs::from_header(image.header()),
+        image,
+    })
+}
+
 fn run_bulk(
     args: &CutoutArgs,
-    image: &insitu_engine::fits::Image<'_>,
-    wcs: &Wcs,
+    sources: &[Source<'_>],
     catalog_path: &Path,
-    size: Size,
-    mode: Mode,
-    planes: Option<Range<usize>>,
+    options: &BulkOptions,
 ) -> anyhow::Result<()> {
     let output = match (&args.out_dir, &args.npy, &args.mef) {
         (Some(d), None, None) => Output::Dir(d.clone()),
@@ -99,17 +137,9 @@ fn run_bulk(
             .context("cannot start the worker threads")?;
     }
     let catalog = read_catalog(catalog_path)?;
-    let options = BulkOptions {
-        size,
-        mode,
-        planes,
-        skip_bad: args.skip_bad,
-    };
     let bar = progress_bar(catalog.targets.len() as u64, args.quiet);
     let started = std::time::Instant::now();
-    let report = bulk::run(image, Some(wcs), &catalog, &options, &output, &|n| {
-        bar.inc(n)
-    })?;
+    let report = bulk::run_many(sources, &catalog, options, &output, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     for bad in &report.skipped {
         eprintln!("skipped {bad}");
@@ -129,14 +159,17 @@ fn run_bulk(
 /// Writing a cutout over its own source would destroy the data it is read from (and fault
 /// the memory map): insitu never writes into the data it serves.
 fn refuse_overwriting_the_input(args: &CutoutArgs) -> anyhow::Result<()> {
-    let Ok(input) = std::fs::canonicalize(&args.image) else {
-        return Ok(()); // a missing input is reported when it is opened
-    };
+    // A missing input is reported when it is opened.
+    let inputs: Vec<_> = args
+        .images
+        .iter()
+        .filter_map(|i| std::fs::canonicalize(i).ok())
+        .collect();
     let outputs = [&args.output, &args.npy, &args.mef];
     for out in outputs.into_iter().flatten() {
-        if std::fs::canonicalize(out).is_ok_and(|o| o == input) {
+        if std::fs::canonicalize(out).is_ok_and(|o| inputs.contains(&o)) {
             bail!(
-                "{}: refusing to write the output over the input image",
+                "{}: refusing to write the output over an input image",
                 out.display()
             );
         }

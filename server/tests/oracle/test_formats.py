@@ -8,7 +8,7 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS
 from astropy.table import Table
 
-from conftest import FITS_DIR, load_source, pixel_positions, run_ok, sky_positions, write_catalog
+from conftest import FITS_DIR, load_source, pixel_positions, run_insitu, run_ok, sky_positions, write_catalog
 
 
 def _rows(path, n=40, seed=7):
@@ -70,3 +70,42 @@ def test_cube_plane_range(tmp_path, insitu):
         spec_src = w_src.sub([3]).pixel_to_world_values(1.0)
         spec_out = w_out.sub([3]).pixel_to_world_values(0.0)
         assert np.isclose(spec_src, spec_out, rtol=0, atol=1e-9 * max(1.0, abs(float(spec_src))))
+
+
+def test_bulk_over_tiles_picks_the_tile_holding_each_row(tmp_path, insitu):
+    """Two tiles of one image (left and right halves): each row is cut from the tile that
+    holds it, bit-identical to Cutout2D on the whole image; a row off both tiles is bad."""
+    from astropy.coordinates import SkyCoord
+
+    with fits.open(FITS_DIR / "bitpix-32.fits") as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data.copy()
+    ny, nx = data.shape
+    half = nx // 2
+    tiles = []
+    for k, (lo, hi) in enumerate([(0, half), (half, nx)]):
+        h = header.copy()
+        h["CRPIX1"] = header["CRPIX1"] - lo
+        path = tmp_path / f"tile{k}.fits"
+        fits.PrimaryHDU(data[:, lo:hi], h).writeto(path)
+        tiles.append(path)
+    wcs = WCS(header)
+    size = 5
+    pixels = [(6.2, 20.3), (half - 4.6, 30.1), (half + 3.7, 12.4), (nx - 6.3, ny - 7.2)]
+    rows = []
+    for i, (x, y) in enumerate(pixels):
+        sky = wcs.pixel_to_world(x, y).icrs
+        rows.append((f"p{i}", float(sky.ra.deg), float(sky.dec.deg)))
+    off = wcs.pixel_to_world(nx + 50.3, ny / 2).icrs
+    rows.append(("off", float(off.ra.deg), float(off.dec.deg)))
+    cat = write_catalog(tmp_path / "cat.csv", rows)
+    out = tmp_path / "out"
+    args = ("cutout", *tiles, "--catalog", cat, "--size", size, "--mode", "strict", "--out-dir", out)
+    r = run_insitu(*args)
+    assert r.returncode != 0 and "not on any of the 2 images" in r.stderr and "row 5" in r.stderr, r.stderr
+    assert not out.exists()
+    run_ok(*args, "--skip-bad", "--quiet")
+    for name, ra, dec in rows[:-1]:
+        want = Cutout2D(data, SkyCoord(ra, dec, unit="deg"), size, wcs=wcs, mode="strict").data
+        got = fits.getdata(out / f"{name}.fits")
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert not (out / "off.fits").exists()
