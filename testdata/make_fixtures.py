@@ -341,6 +341,48 @@ def verify(path: Path):
                     assert w.has_celestial, path
 
 
+def table_fixture(out: Path):
+    """`table_types.fits`: a binary table with a column of every type the Arrow reader maps,
+    the unsigned and signed-byte conventions, TSCAL/TZERO scaling, TNULL, NaN, strings,
+    fixed-size arrays and TUNIT/TUCD/TCOMM."""
+    rng = np.random.default_rng(SEED + 2)
+    n = 37
+    i16 = rng.integers(-30000, 30000, n).astype(np.int16)
+    i16[[3, 17]] = -999
+    scaled = rng.integers(-2000, 2000, n).astype(np.int16)
+    scaled[5] = -32768
+    f32 = rng.normal(size=n).astype(np.float32)
+    f32[[2, 30]] = np.nan
+    names = np.array([f"src{i:03d}" + ("'x" if i % 7 == 0 else "") for i in range(n)])
+    cols = [
+        fits.Column("flag", "L", array=rng.integers(0, 2, n).astype(bool)),
+        fits.Column("ub", "B", array=rng.integers(0, 256, n).astype(np.uint8)),
+        fits.Column("sb", "B", bzero=-128, array=rng.integers(-128, 128, n).astype(np.int8)),
+        fits.Column("i16", "I", array=i16, null=-999),
+        fits.Column("u16", "I", bzero=32768, array=rng.integers(0, 65536, n).astype(np.uint16)),
+        fits.Column("i32", "J", array=rng.integers(-2**31, 2**31, n).astype(np.int32)),
+        fits.Column("u32", "J", bzero=2**31,
+                    array=rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)),
+        fits.Column("i64", "K", array=rng.integers(-2**62, 2**62, n).astype(np.int64)),
+        fits.Column("u64", "K", bzero=2**63,
+                    array=rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2)),
+        fits.Column("mag", "E", array=f32, unit="mag"),
+        fits.Column("ra", "D", array=rng.uniform(0, 360, n), unit="deg"),
+        fits.Column("flux", "I", array=scaled, null=-32768, unit="mJy"),
+        fits.Column("name", "12A", array=names),
+        fits.Column("vec", "3D", array=rng.normal(size=(n, 3))),
+    ]
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header["TUCD10"] = "phot.mag"
+    hdu.header["TCOMM11"] = "right ascension"
+    hdu.header["TUCD11"] = "pos.eq.ra;meta.main"
+    path = out / "table_types.fits"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+    # Scaling added to the header only, so the stored integers stay as written above.
+    fits.setval(path, "TSCAL12", value=0.01, ext=1, after="TNULL12")
+    fits.setval(path, "TZERO12", value=5.0, ext=1, after="TSCAL12")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).parent / "fits"))
@@ -357,6 +399,7 @@ def main():
     for name, data in malformed_fixtures(plain["nan_float32.fits"]).items():
         (out / "malformed" / name).write_bytes(data)
     copy_real(out / "real")
+    table_fixture(out)
 
     for p in sorted(out.glob("*.fits*")) + sorted((out / "real").glob("*.fits")):
         if p.name not in ("scale.fits", "test0.fits"):  # astropy's own files carry their quirks

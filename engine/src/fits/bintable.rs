@@ -14,18 +14,24 @@ pub enum Cell {
 /// A binary table HDU's columns, borrowed from the mapped data unit.
 pub struct BinTable<'a> {
     pub names: Vec<String>,
-    columns: Vec<Column>,
-    row_len: usize,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) row_len: usize,
     rows: usize,
-    data: &'a [u8],
+    pub(crate) data: &'a [u8],
 }
 
-struct Column {
-    offset: usize,
-    code: u8,
-    repeat: usize,
-    scale: f64,
-    zero: f64,
+pub(crate) struct Column {
+    pub(crate) offset: usize,
+    pub(crate) code: u8,
+    pub(crate) repeat: usize,
+    pub(crate) scale: f64,
+    pub(crate) zero: f64,
+    /// `TNULLn`: the stored integer that means "no value".
+    pub(crate) null: Option<i64>,
+    /// `TUNITn`, `TUCDn`, `TCOMMn` (empty when absent).
+    pub(crate) unit: String,
+    pub(crate) ucd: String,
+    pub(crate) description: String,
 }
 
 impl<'a> BinTable<'a> {
@@ -42,6 +48,7 @@ impl<'a> BinTable<'a> {
         if row_len.checked_mul(rows).is_none_or(|n| n > data.len()) {
             return Err("table rows extend past the data unit".into());
         }
+        let text = |k: &str| header.string(k).unwrap_or("").to_string();
         let mut names = Vec::with_capacity(fields);
         let mut columns = Vec::with_capacity(fields);
         let mut offset = 0usize;
@@ -63,6 +70,10 @@ impl<'a> BinTable<'a> {
                 repeat,
                 scale: header.real(&format!("TSCAL{i}")).unwrap_or(1.0),
                 zero: header.real(&format!("TZERO{i}")).unwrap_or(0.0),
+                null: header.integer(&format!("TNULL{i}")),
+                unit: text(&format!("TUNIT{i}")),
+                ucd: text(&format!("TUCD{i}")),
+                description: text(&format!("TCOMM{i}")),
             });
             offset += column_bytes(repeat, code)
                 .ok_or_else(|| format!("TFORM{i} = {tform:?} has an unknown type"))?;
@@ -139,7 +150,7 @@ fn parse_tform(tform: &str) -> Option<(usize, u8)> {
 }
 
 /// Bytes a column of `repeat` elements of type `code` takes in a row (FITS 4.0 Table 18).
-fn column_bytes(repeat: usize, code: u8) -> Option<usize> {
+pub(crate) fn column_bytes(repeat: usize, code: u8) -> Option<usize> {
     if code == b'X' {
         return Some(repeat.div_ceil(8));
     }

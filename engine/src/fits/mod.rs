@@ -1,6 +1,7 @@
 //! FITS files in place: headers, HDU layout, image data units, and cfitsio for compressed data.
 
 pub mod bintable;
+mod bintable_arrow;
 mod cfitsio;
 mod file;
 pub mod header;
