@@ -1,7 +1,109 @@
 //! insitu-adql: answers ADQL 2.1 queries over mission tables read in place.
 //!
-//! Its one job: parse ADQL (an sqlparser dialect), translate it to a DataFusion plan with
-//! geometry functions as UDFs, register FITS binary tables (through `insitu-engine`),
-//! Parquet and CSV files as tables, and run cone searches and cross-matches on a HEALPix
-//! index with a spatial-join operator. Not built yet: this crate only marks its place in
-//! the layout (see the project's ADQL issue).
+//! [`AdqlEngine`] holds a DataFusion session: tables are registered as `schema.table` from
+//! FITS binary tables (read in place through `insitu-engine`, [`fits_table::FitsTable`]),
+//! Parquet or CSV files; [`AdqlEngine::query`] parses ADQL ([`parse`]), rewrites what ADQL and
+//! DataFusion's SQL spell differently (`TOP`, geometry functions as UDFs of [`geometry`]), and
+//! runs it. Identifiers are case-insensitive, as ADQL requires.
+//!
+//! Not built yet (see the ADQL issue): the rest of the geometry functions (BOX, POLYGON,
+//! AREA, …), the HEALPix index and spatial-join operator, TAP_SCHEMA and uploads.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod fits_table;
+pub mod geometry;
+pub mod parse;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+pub use error::{Error, Result};
+
+/// A session that answers ADQL over registered tables.
+pub struct AdqlEngine {
+    ctx: SessionContext,
+}
+
+impl Default for AdqlEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AdqlEngine {
+    pub fn new() -> AdqlEngine {
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        for udf in geometry::udfs() {
+            ctx.register_udf(udf);
+        }
+        AdqlEngine { ctx }
+    }
+
+    /// Registers the file at `path` as `name` (`schema.table` or `table`), by its extension:
+    /// `.fits`/`.fit`/`.fits.gz` (first binary table), `.parquet`, `.csv`.
+    pub async fn register(&self, name: &str, path: &Path) -> Result<()> {
+        let table_error = |reason: String| Error::Table {
+            name: name.to_string(),
+            reason,
+        };
+        let (schema, table) = match name.to_ascii_lowercase().split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => ("public".to_string(), name.to_ascii_lowercase()),
+        };
+        self.ensure_schema(&schema)?;
+        let qualified = format!("{schema}.{table}");
+        let lower = path.to_string_lossy().to_ascii_lowercase();
+        let path_str = path.to_string_lossy().into_owned();
+        if lower.ends_with(".fits") || lower.ends_with(".fit") || lower.ends_with(".fits.gz") {
+            let provider =
+                fits_table::FitsTable::open(path).map_err(|e| table_error(e.to_string()))?;
+            self.ctx
+                .register_table(qualified.as_str(), Arc::new(provider))
+                .map_err(|e| table_error(e.strip_backtrace()))?;
+        } else if lower.ends_with(".parquet") {
+            self.ctx
+                .register_parquet(qualified.as_str(), &path_str, ParquetReadOptions::default())
+                .await
+                .map_err(|e| table_error(e.strip_backtrace()))?;
+        } else if lower.ends_with(".csv") {
+            self.ctx
+                .register_csv(qualified.as_str(), &path_str, CsvReadOptions::new())
+                .await
+                .map_err(|e| table_error(e.strip_backtrace()))?;
+        } else {
+            return Err(table_error(format!(
+                "{}: not a FITS, Parquet or CSV file (by its extension)",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn ensure_schema(&self, schema: &str) -> Result<()> {
+        let catalog = self
+            .ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Execution("the default catalog is missing".into()))?;
+        if catalog.schema(schema).is_none() {
+            let provider: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+            catalog
+                .register_schema(schema, provider)
+                .map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one ADQL query and collects its result.
+    pub async fn query(&self, adql: &str) -> Result<Vec<RecordBatch>> {
+        let sql = parse::to_datafusion_sql(adql)?;
+        let frame = self.ctx.sql(&sql).await?;
+        Ok(frame.collect().await?)
+    }
+}

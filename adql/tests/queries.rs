@@ -1,0 +1,167 @@
+//! ADQL against known answers: golden cases in `cases.slt` (query and expected table, the
+//! DataFusion sqllogictest style; regenerate with `INSITU_BLESS=1` and review the diff), and
+//! cone searches against a brute-force evaluation, at the poles and across RA = 0/360.
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use insitu_adql::AdqlEngine;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// 2,000 positions spread over the sphere, with clusters at both poles and across RA = 0.
+fn catalogue() -> Vec<(i64, f64, f64)> {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..2000)
+        .map(|i| {
+            let (ra, dec) = match i % 4 {
+                0 => (next() * 360.0, (2.0 * next() - 1.0).asin().to_degrees()),
+                1 => (next() * 360.0, 89.0 + next()),
+                2 => (next() * 360.0, -89.0 - next()),
+                _ => {
+                    let ra = ((next() - 0.5) * 4.0).rem_euclid(360.0);
+                    (ra, (next() - 0.5) * 4.0)
+                }
+            };
+            (i as i64, ra, dec)
+        })
+        .collect()
+}
+
+async fn engine(dir: &Path) -> AdqlEngine {
+    let csv = dir.join("cat.csv");
+    let mut text = String::from("id,ra,dec\n");
+    for (id, ra, dec) in catalogue() {
+        writeln!(text, "{id},{ra:.12},{dec:.12}").unwrap();
+    }
+    std::fs::write(&csv, text).unwrap();
+    let engine = AdqlEngine::new();
+    engine.register("test.cat", &csv).await.unwrap();
+    engine
+        .register("test.types", &repo().join("testdata/fits/table_types.fits"))
+        .await
+        .unwrap();
+    engine
+}
+
+/// Brute force with unit vectors: independent of the UDF's haversine.
+fn within(ra: f64, dec: f64, ra0: f64, dec0: f64, r: f64) -> bool {
+    let v = |ra: f64, dec: f64| {
+        let (ra, dec) = (ra.to_radians(), dec.to_radians());
+        [dec.cos() * ra.cos(), dec.cos() * ra.sin(), dec.sin()]
+    };
+    let (a, b) = (v(ra, dec), v(ra0, dec0));
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    dot >= r.to_radians().cos()
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn cone_searches_equal_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let cat = catalogue();
+    // Away from the edge of each cone by more than rounding, so both sides agree exactly.
+    for (ra0, dec0, r) in [
+        (0.0, 0.0, 1.5),
+        (359.9, 0.5, 1.0),
+        (123.0, 89.5, 1.2),
+        (300.0, -90.0, 0.8),
+        (45.0, 30.0, 20.0),
+    ] {
+        let expected: Vec<i64> = cat
+            .iter()
+            .filter(|(_, ra, dec)| within(*ra, *dec, ra0, dec0, r))
+            .map(|(id, _, _)| *id)
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "cone ({ra0}, {dec0}, {r}) holds no source"
+        );
+        for form in [
+            format!("SELECT id FROM test.cat WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0}, {dec0}, {r}))"),
+            format!("SELECT id FROM Test.Cat WHERE DISTANCE(POINT(ra, dec), POINT({ra0}, {dec0})) <= {r}"),
+            format!("select ID from test.cat where distance(ra, dec, {ra0}, {dec0}) <= {r}"),
+        ] {
+            let got = ids(&engine.query(&form).await.unwrap());
+            assert_eq!(got, expected, "{form}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn golden_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases.slt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bless = std::env::var_os("INSITU_BLESS").is_some();
+    let mut out = String::new();
+    let mut failures = Vec::new();
+    for case in text.split("\n\n").map(str::trim).filter(|c| !c.is_empty()) {
+        let (head, expected) = case.split_once("\n----").unwrap_or((case, ""));
+        let expected = expected.trim_start_matches('\n');
+        let comments: Vec<&str> = head.lines().take_while(|l| l.starts_with('#')).collect();
+        let query: String = head
+            .lines()
+            .skip(comments.len())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (kind, adql) = query.split_once(' ').unwrap();
+        let actual = match (kind, engine.query(adql).await) {
+            ("query", Ok(b)) => pretty_format_batches(&b).unwrap().to_string(),
+            ("error", Err(e)) => e.to_string(),
+            (_, Ok(b)) => format!(
+                "unexpected success:\n{}",
+                pretty_format_batches(&b).unwrap()
+            ),
+            (_, Err(e)) => format!("unexpected error: {e}"),
+        };
+        let matches = match kind {
+            "error" => actual.contains(expected.trim()) && !expected.trim().is_empty(),
+            _ => actual.trim() == expected.trim(),
+        };
+        if !matches {
+            failures.push(format!("{query}\nexpected:\n{expected}\nactual:\n{actual}"));
+        }
+        for c in &comments {
+            writeln!(out, "{c}").unwrap();
+        }
+        let recorded = if kind == "error" && matches {
+            expected.trim().to_string()
+        } else {
+            actual.trim().to_string()
+        };
+        write!(out, "{query}\n----\n{recorded}\n\n").unwrap();
+    }
+    if bless {
+        std::fs::write(&path, out.trim_end().to_string() + "\n").unwrap();
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ (INSITU_BLESS=1 rewrites the file):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
