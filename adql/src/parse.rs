@@ -9,9 +9,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, CastKind, DataType, ExactNumberInfo, Expr, Function,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, LimitClause,
-    ObjectName, ObjectNamePart, Query, SetExpr, Statement, TopQuantity, Value,
+    visit_expressions, visit_expressions_mut, BinaryOperator, CastKind, DataType, ExactNumberInfo,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TopQuantity, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -39,7 +39,7 @@ pub fn to_datafusion_sql(adql: &str) -> Result<String> {
     };
     top_to_limit(query)?;
     let mut failure = None;
-    let _ = visit_expressions_mut(&mut statement, |expr| match rewrite_geometry(expr) {
+    let _ = visit_expressions_mut(&mut statement, |expr| match rewrite_function(expr) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failure = Some(e);
@@ -107,13 +107,28 @@ fn top_to_limit(query: &mut Query) -> Result<()> {
     Ok(())
 }
 
-/// Rewrites one geometry call in place (the visitor reaches nested ones itself).
-fn rewrite_geometry(expr: &mut Expr) -> Result<()> {
+/// Rewrites one function call in place where ADQL and DataFusion differ (the visitor reaches
+/// nested calls itself): geometry, and the math functions whose names or meanings differ
+/// (ADQL 2.1 §2.3: `LOG` is the natural logarithm, DataFusion's `log` is base 10).
+fn rewrite_function(expr: &mut Expr) -> Result<()> {
     let Expr::Function(f) = expr else {
         return Ok(());
     };
     let name = f.name.to_string().to_ascii_uppercase();
     let rewritten = match name.as_str() {
+        "LOG" => renamed("ln", plain_args(&f.args, "LOG")?),
+        "CEILING" => renamed("ceil", plain_args(&f.args, "CEILING")?),
+        "TRUNCATE" => renamed("trunc", plain_args(&f.args, "TRUNCATE")?),
+        // ADQL's optional seed has no DataFusion counterpart: RAND(seed) is not repeatable.
+        "RAND" => renamed("random", vec![]),
+        "MOD" => match <[Expr; 2]>::try_from(plain_args(&f.args, "MOD")?) {
+            Ok([a, b]) => Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(a),
+                op: BinaryOperator::Modulo,
+                right: Box::new(b),
+            })),
+            Err(_) => return Err(arity("MOD", "two numbers")),
+        },
         "DISTANCE" => {
             let args = coordinates(&f.args, "DISTANCE")?;
             match args.as_slice() {
@@ -175,18 +190,23 @@ fn function_name(e: &Expr) -> Option<&'static str> {
         .find(|n| *n == name)
 }
 
-/// The plain arguments of a call, with a leading coordinate-system string dropped.
-fn coordinates(args: &FunctionArguments, name: &str) -> Result<Vec<Expr>> {
+/// The arguments of a call, all plain expressions.
+fn plain_args(args: &FunctionArguments, name: &str) -> Result<Vec<Expr>> {
     let FunctionArguments::List(list) = args else {
-        return Err(arity(name, "arguments"));
+        return Ok(vec![]);
     };
-    let mut out = Vec::with_capacity(list.args.len());
-    for a in &list.args {
-        match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => out.push(e.clone()),
-            _ => return Err(Error::Syntax(format!("{name}: unexpected argument {a}"))),
-        }
-    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e.clone()),
+            _ => Err(Error::Syntax(format!("{name}: unexpected argument {a}"))),
+        })
+        .collect()
+}
+
+/// The arguments of a geometry call, with a leading coordinate-system string dropped.
+fn coordinates(args: &FunctionArguments, name: &str) -> Result<Vec<Expr>> {
+    let mut out = plain_args(args, name)?;
     if let Some(Expr::Value(v)) = out.first() {
         if matches!(v.value, Value::SingleQuotedString(_)) {
             out.remove(0);
@@ -212,6 +232,16 @@ fn point_args(e: &Expr, caller: &str) -> Result<Vec<Expr>> {
     Ok(args)
 }
 
+/// `name(args...)` as a plain call.
+fn renamed(name: &str, args: Vec<Expr>) -> Expr {
+    function(
+        name,
+        args.into_iter()
+            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+            .collect(),
+    )
+}
+
 /// `name(args...)` with every argument cast to DOUBLE, since catalogue columns come as
 /// float32, integers or decimals and the UDFs take Float64.
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -222,16 +252,22 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         array: false,
         format: None,
     };
+    function(
+        name,
+        args.into_iter()
+            .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(cast(e))))
+            .collect(),
+    )
+}
+
+fn function(name: &str, args: Vec<FunctionArg>) -> Expr {
     Expr::Function(Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(cast(e))))
-                .collect(),
+            args,
             clauses: vec![],
         }),
         filter: None,

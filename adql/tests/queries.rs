@@ -110,6 +110,39 @@ async fn cone_searches_equal_brute_force() {
 }
 
 #[tokio::test]
+async fn crossmatch_join_equals_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let cat = catalogue();
+    let r = 0.02;
+    let mut expected = Vec::new();
+    for a in &cat {
+        for b in &cat {
+            if a.0 < b.0 && within(a.1, a.2, b.1, b.2, r) {
+                expected.push((a.0, b.0));
+            }
+        }
+    }
+    assert!(expected.len() > 50, "{} pairs", expected.len());
+    for form in [
+        format!("SELECT a.id, b.id FROM test.cat AS a JOIN test.cat AS b ON DISTANCE(a.ra, a.dec, b.ra, b.dec) < {r} WHERE a.id < b.id"),
+        format!("SELECT a.id, b.id FROM test.cat a JOIN test.cat b ON 1 = CONTAINS(POINT('ICRS', a.ra, a.dec), CIRCLE('ICRS', b.ra, b.dec, {r})) WHERE a.id < b.id"),
+    ] {
+        let batches = engine.query(&form).await.unwrap();
+        let mut got: Vec<(i64, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                let x = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+                let y = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+                x.into_iter().zip(y)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected, "{form}");
+    }
+}
+
+#[tokio::test]
 async fn golden_cases() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path()).await;
