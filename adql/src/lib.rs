@@ -14,9 +14,10 @@ pub mod error;
 pub mod fits_table;
 pub mod geometry;
 pub mod parse;
+pub mod tap_schema;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
@@ -28,6 +29,7 @@ pub use error::{Error, Result};
 /// A session that answers ADQL over registered tables.
 pub struct AdqlEngine {
     ctx: SessionContext,
+    registered: Mutex<Vec<tap_schema::TableInfo>>,
 }
 
 impl Default for AdqlEngine {
@@ -43,7 +45,10 @@ impl AdqlEngine {
         for udf in geometry::udfs() {
             ctx.register_udf(udf);
         }
-        AdqlEngine { ctx }
+        AdqlEngine {
+            ctx,
+            registered: Mutex::new(Vec::new()),
+        }
     }
 
     /// Registers the file at `path` as `name` (`schema.table` or `table`), by its extension:
@@ -82,6 +87,36 @@ impl AdqlEngine {
                 "{}: not a FITS, Parquet or CSV file (by its extension)",
                 path.display()
             )));
+        }
+        let provider = self.ctx.table_provider(qualified.as_str()).await?;
+        let info = tap_schema::TableInfo {
+            schema,
+            table,
+            fields: provider
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect(),
+        };
+        let mut registered = self
+            .registered
+            .lock()
+            .map_err(|_| Error::Execution("table registry poisoned".into()))?;
+        registered.retain(|t| {
+            (t.schema.as_str(), t.table.as_str()) != (info.schema.as_str(), info.table.as_str())
+        });
+        registered.push(info);
+        self.publish_tap_schema(&registered)
+    }
+
+    /// Replaces the `TAP_SCHEMA` tables with ones describing `registered`.
+    fn publish_tap_schema(&self, registered: &[tap_schema::TableInfo]) -> Result<()> {
+        self.ensure_schema("tap_schema")?;
+        for (name, table) in tap_schema::tables(registered)? {
+            let qualified = format!("tap_schema.{name}");
+            self.ctx.deregister_table(qualified.as_str())?;
+            self.ctx.register_table(qualified.as_str(), table)?;
         }
         Ok(())
     }
