@@ -30,7 +30,7 @@ impl From<datafusion::error::DataFusionError> for Error {
             D::SQL(..) | D::Plan(..) | D::SchemaError(..) | D::NotImplemented(..) => {
                 Error::Plan(e.strip_backtrace())
             }
-            D::Context(_, inner) => Error::from(*inner),
+            D::Context(_, inner) | D::Diagnostic(_, inner) => Error::from(*inner),
             other => Error::Execution(other.strip_backtrace()),
         }
     }

@@ -24,7 +24,15 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use datafusion::arrow::csv::Writer as CsvWriter;
 pub use error::{Error, Result};
+
+/// Batches as an aligned text table (for terminals and golden files).
+pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
+    datafusion::arrow::util::pretty::pretty_format_batches(batches)
+        .map(|t| t.to_string())
+        .map_err(|e| Error::Execution(e.to_string()))
+}
 
 /// A session that answers ADQL over registered tables.
 pub struct AdqlEngine {

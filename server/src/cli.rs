@@ -18,6 +18,20 @@ pub enum Command {
     Cutout(Box<CutoutArgs>),
     /// Generate a Euclid-MER-like demo mosaic and catalogue, then cut it in bulk.
     Demo(DemoArgs),
+    /// Run one ADQL query over FITS binary tables, Parquet or CSV files read in place.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The ADQL query.
+    pub adql: String,
+    /// A table to query, as SCHEMA.TABLE=PATH (FITS binary table, .parquet or .csv); repeatable.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE=PATH")]
+    pub tables: Vec<String>,
+    /// Output: an aligned text table, or CSV.
+    #[arg(long, default_value = "table", value_parser = ["table", "csv"])]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]
@@ -99,5 +113,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cutout(args) => crate::cutout_command::run(&args),
         Command::Demo(args) => crate::demo::run(&args),
+        Command::Query(args) => crate::query_command::run(&args),
     }
 }

@@ -1,0 +1,50 @@
+"""`insitu query`: ADQL over a FITS binary table and a CSV catalogue, against astropy/numpy."""
+
+import csv
+import io
+
+import numpy as np
+from astropy.table import Table
+
+from conftest import FITS_DIR, error_line, run_insitu, run_ok
+
+
+def query_csv(*args):
+    out = run_ok("query", *args, "--format", "csv").stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_fits_table_matches_astropy(insitu):
+    path = FITS_DIR / "table_types.fits"
+    rows = query_csv("--table", f"m.t={path}", "SELECT TOP 5 name, ra FROM m.t WHERE mag > 0 ORDER BY ra DESC")
+    t = Table.read(path, hdu=1)
+    t = t[t["mag"] > 0]
+    t.sort("ra", reverse=True)
+    assert [r["name"] for r in rows] == [str(n).strip() for n in t["name"][:5]]
+    np.testing.assert_allclose([float(r["ra"]) for r in rows], t["ra"][:5], rtol=0, atol=1e-12)
+
+
+def test_cone_search_over_csv_matches_numpy(tmp_path, insitu):
+    rng = np.random.default_rng(5)
+    ra = rng.uniform(0, 360, 3000)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, 3000)))
+    cat = tmp_path / "cat.csv"
+    with open(cat, "w") as f:
+        f.write("id,ra,dec\n")
+        for i, (a, d) in enumerate(zip(ra, dec)):
+            f.write(f"{i},{float(a)!r},{float(d)!r}\n")
+    ra0, dec0, r = 359.0, 10.0, 8.0
+    rows = query_csv("--table", f"u.cat={cat}",
+                     f"SELECT id FROM u.cat WHERE 1=CONTAINS(POINT('ICRS',ra,dec), CIRCLE('ICRS',{ra0},{dec0},{r}))")
+    v = lambda a, d: np.stack([np.cos(np.radians(d)) * np.cos(np.radians(a)),
+                              np.cos(np.radians(d)) * np.sin(np.radians(a)), np.sin(np.radians(d))])
+    sep = np.degrees(np.arccos(np.clip((v(ra, dec) * v(ra0, dec0)[:, None]).sum(0), -1, 1)))
+    assert sorted(int(r["id"]) for r in rows) == sorted(np.nonzero(sep <= r)[0].tolist())
+
+
+def test_bad_queries_fail_with_one_line(insitu):
+    path = FITS_DIR / "table_types.fits"
+    for adql, words in [("DROP TABLE m.t", "only SELECT"), ("SELECT nope FROM m.t", "nope"),
+                        ("SELECT ra FROM m.t WHERE ra > > 1", "Line: 1, Column: 31")]:
+        args = ("query", "--table", f"m.t={path}", adql)
+        assert words in error_line(run_insitu(*args), args)
