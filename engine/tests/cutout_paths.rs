@@ -7,7 +7,7 @@ use std::path::Path;
 use insitu_engine::bulk::{self, BulkOptions, Output};
 use insitu_engine::catalog::read_catalog;
 use insitu_engine::cutout::{self, Center, CutoutRequest, Mode, Size};
-use insitu_engine::fits::{Card, FitsFile, Header, Value};
+use insitu_engine::fits::{Card, FitsFile, Header, Image, Value};
 use insitu_engine::wcs::Wcs;
 
 const W: usize = 300;
@@ -52,6 +52,18 @@ fn write_image(path: &Path, bitpix: i64) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Runs `test` on a fresh `image.fits` (see [`write_image`]) in a temporary folder, opened,
+/// with its WCS.
+fn with_image(bitpix: i64, test: impl FnOnce(&Path, &Image<'_>, &Wcs)) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.fits");
+    write_image(&path, bitpix);
+    let file = FitsFile::open(&path).unwrap();
+    let image = file.image(0).unwrap();
+    let wcs = Wcs::from_header(image.header()).unwrap();
+    test(dir.path(), &image, &wcs);
+}
+
 fn positions(wcs: &Wcs) -> Vec<(String, f64, f64)> {
     // Inside, on edges and corners, and half off the image.
     let pixels = [
@@ -74,95 +86,91 @@ fn positions(wcs: &Wcs) -> Vec<(String, f64, f64)> {
 }
 
 fn check_paths(bitpix: i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let image_path = dir.path().join("image.fits");
-    write_image(&image_path, bitpix);
-    let file = FitsFile::open(&image_path).unwrap();
-    let image = file.image(0).unwrap();
-    let wcs = Wcs::from_header(image.header()).unwrap();
-    let pos = positions(&wcs);
-    let mut csv = String::from("id,ra,dec\n");
-    for (id, ra, dec) in &pos {
-        csv.push_str(&format!("{id},{ra:.12},{dec:.12}\n"));
-    }
-    let cat_path = dir.path().join("cat.csv");
-    std::fs::write(&cat_path, csv).unwrap();
-    let catalog = read_catalog(&cat_path).unwrap();
-    let options = BulkOptions {
-        size: Size::Pixels(9),
-        mode: Mode::Partial,
-        planes: None,
-        skip_bad: false,
-    };
-    let out_dir = dir.path().join("cutouts");
-    let mef = dir.path().join("all.fits");
-    let npy = dir.path().join("all.npy");
-    for out in [
-        Output::Dir(out_dir.clone()),
-        Output::Mef(mef.clone()),
-        Output::Npy(npy.clone()),
-    ] {
-        let report = bulk::run(&image, Some(&wcs), &catalog, &options, &out, &|_| {}).unwrap();
-        assert_eq!(report.written, pos.len());
-    }
-    let mef_file = FitsFile::open(&mef).unwrap();
-    assert_eq!(mef_file.hdu_count(), pos.len() + 1);
-    let npy_bytes = std::fs::read(&npy).unwrap();
-    let npy_header = u16::from_le_bytes([npy_bytes[8], npy_bytes[9]]) as usize + 10;
-    let item = 9 * 9;
-
-    for (i, target) in catalog.targets.iter().enumerate() {
-        let (id, ra, dec) = (target.id.clone().unwrap(), target.ra, target.dec);
-        let request = CutoutRequest {
-            center: Center::Sky { ra, dec },
+    with_image(bitpix, |dir, image, wcs| {
+        let pos = positions(wcs);
+        let mut csv = String::from("id,ra,dec\n");
+        for (id, ra, dec) in &pos {
+            csv.push_str(&format!("{id},{ra:.12},{dec:.12}\n"));
+        }
+        let cat_path = dir.join("cat.csv");
+        std::fs::write(&cat_path, csv).unwrap();
+        let catalog = read_catalog(&cat_path).unwrap();
+        let options = BulkOptions {
             size: Size::Pixels(9),
             mode: Mode::Partial,
             planes: None,
+            skip_bad: false,
         };
-        let single = cutout::cut(&image, Some(&wcs), &request).unwrap();
-        let from_dir = std::fs::read(out_dir.join(format!("{id}.fits"))).unwrap();
-        assert!(
-            single.to_fits_bytes() == from_dir,
-            "{id}: folder output differs"
-        );
+        let out_dir = dir.join("cutouts");
+        let mef = dir.join("all.fits");
+        let npy = dir.join("all.npy");
+        for out in [
+            Output::Dir(out_dir.clone()),
+            Output::Mef(mef.clone()),
+            Output::Npy(npy.clone()),
+        ] {
+            let report = bulk::run(image, Some(wcs), &catalog, &options, &out, &|_| {}).unwrap();
+            assert_eq!(report.written, pos.len());
+        }
+        let mef_file = FitsFile::open(&mef).unwrap();
+        assert_eq!(mef_file.hdu_count(), pos.len() + 1);
+        let npy_bytes = std::fs::read(&npy).unwrap();
+        let npy_header = u16::from_le_bytes([npy_bytes[8], npy_bytes[9]]) as usize + 10;
+        let item = 9 * 9;
 
-        let ext = mef_file.image(i + 1).unwrap();
-        assert_eq!(ext.header().string("EXTNAME"), Some(id.as_str()));
-        let ext_data: Vec<u8> = (0..9)
-            .flat_map(|y| ext.row(0, y).unwrap().to_vec())
-            .collect();
-        assert!(ext_data == single.data, "{id}: MEF output differs");
-
-        let mut physical = vec![0f32; item];
-        cutout::window_physical(&image, 0, single.window, &mut physical);
-        let start = npy_header + i * item * 4;
-        let from_npy: Vec<f32> = npy_bytes[start..start + item * 4]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        for (a, b) in physical.iter().zip(&from_npy) {
+        for (i, target) in catalog.targets.iter().enumerate() {
+            let (id, ra, dec) = (target.id.clone().unwrap(), target.ra, target.dec);
+            let request = CutoutRequest {
+                center: Center::Sky { ra, dec },
+                size: Size::Pixels(9),
+                mode: Mode::Partial,
+                planes: None,
+            };
+            let single = cutout::cut(image, Some(wcs), &request).unwrap();
+            let from_dir = std::fs::read(out_dir.join(format!("{id}.fits"))).unwrap();
             assert!(
-                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-                "{id}: npy output differs"
+                single.to_fits_bytes() == from_dir,
+                "{id}: folder output differs"
             );
-        }
-        // The physical values are the image's formula where inside, NaN outside.
-        let w = single.window;
-        for (k, v) in physical.iter().enumerate() {
-            let (x, y) = (w.x0 + (k % 9) as i64, w.y0 + (k / 9) as i64);
-            let inside = (0..W as i64).contains(&x) && (0..H as i64).contains(&y);
-            if !inside {
-                assert!(v.is_nan(), "{id}: ({x}, {y}) should be filled");
-            } else if bitpix == -32 {
-                assert_eq!(*v, (x + 1000 * y) as f32);
+
+            let ext = mef_file.image(i + 1).unwrap();
+            assert_eq!(ext.header().string("EXTNAME"), Some(id.as_str()));
+            let ext_data: Vec<u8> = (0..9)
+                .flat_map(|y| ext.row(0, y).unwrap().to_vec())
+                .collect();
+            assert!(ext_data == single.data, "{id}: MEF output differs");
+
+            let mut physical = vec![0f32; item];
+            cutout::window_physical(image, 0, single.window, &mut physical);
+            let start = npy_header + i * item * 4;
+            let from_npy: Vec<f32> = npy_bytes[start..start + item * 4]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            for (a, b) in physical.iter().zip(&from_npy) {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{id}: npy output differs"
+                );
             }
+            // The physical values are the image's formula where inside, NaN outside.
+            let w = single.window;
+            for (k, v) in physical.iter().enumerate() {
+                let (x, y) = (w.x0 + (k % 9) as i64, w.y0 + (k / 9) as i64);
+                let inside = (0..W as i64).contains(&x) && (0..H as i64).contains(&y);
+                if !inside {
+                    assert!(v.is_nan(), "{id}: ({x}, {y}) should be filled");
+                } else if bitpix == -32 {
+                    assert_eq!(*v, (x + 1000 * y) as f32);
+                }
+            }
+            // The moved reference pixel keeps the sky position of the centre pixel.
+            let cut_wcs = Wcs::from_header(&single.header).unwrap();
+            let (x, y) = wcs.sky_to_pixel(ra, dec).unwrap();
+            let (cx, cy) = cut_wcs.sky_to_pixel(ra, dec).unwrap();
+            assert!((x - w.x0 as f64 - cx).abs() < 1e-8 && (y - w.y0 as f64 - cy).abs() < 1e-8);
         }
-        // The moved reference pixel keeps the sky position of the centre pixel.
-        let cut_wcs = Wcs::from_header(&single.header).unwrap();
-        let (x, y) = wcs.sky_to_pixel(ra, dec).unwrap();
-        let (cx, cy) = cut_wcs.sky_to_pixel(ra, dec).unwrap();
-        assert!((x - w.x0 as f64 - cx).abs() < 1e-8 && (y - w.y0 as f64 - cy).abs() < 1e-8);
-    }
+    });
 }
 
 #[test]
@@ -177,103 +185,95 @@ fn every_path_gives_the_same_integer_cutouts() {
 
 #[test]
 fn bad_rows_fail_before_writing_unless_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let image_path = dir.path().join("image.fits");
-    write_image(&image_path, -32);
-    let file = FitsFile::open(&image_path).unwrap();
-    let image = file.image(0).unwrap();
-    let wcs = Wcs::from_header(image.header()).unwrap();
-    let (ra, dec) = wcs.pixel_to_sky(100.0, 100.0).unwrap();
-    let (ra_off, dec_off) = wcs.pixel_to_sky(5000.0, 100.0).unwrap();
-    let cat_path = dir.path().join("cat.csv");
-    std::fs::write(
-        &cat_path,
-        format!("ra,dec\n{ra},{dec}\nnot-a-number,1\n{ra_off},{dec_off}\n{ra},{dec}\n"),
-    )
-    .unwrap();
-    let catalog = read_catalog(&cat_path).unwrap();
-    let mut options = BulkOptions {
-        size: Size::Pixels(16),
-        mode: Mode::Partial,
-        planes: None,
-        skip_bad: false,
-    };
-    let out = dir.path().join("out");
-    let err = bulk::run(
-        &image,
-        Some(&wcs),
-        &catalog,
-        &options,
-        &Output::Dir(out.clone()),
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("row 2") && err.contains("row 3"), "{err}");
-    assert!(!out.exists(), "nothing may be written when a row is bad");
+    with_image(-32, |dir, image, wcs| {
+        let (ra, dec) = wcs.pixel_to_sky(100.0, 100.0).unwrap();
+        let (ra_off, dec_off) = wcs.pixel_to_sky(5000.0, 100.0).unwrap();
+        let cat_path = dir.join("cat.csv");
+        std::fs::write(
+            &cat_path,
+            format!("ra,dec\n{ra},{dec}\nnot-a-number,1\n{ra_off},{dec_off}\n{ra},{dec}\n"),
+        )
+        .unwrap();
+        let catalog = read_catalog(&cat_path).unwrap();
+        let mut options = BulkOptions {
+            size: Size::Pixels(16),
+            mode: Mode::Partial,
+            planes: None,
+            skip_bad: false,
+        };
+        let out = dir.join("out");
+        let err = bulk::run(
+            image,
+            Some(wcs),
+            &catalog,
+            &options,
+            &Output::Dir(out.clone()),
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("row 2") && err.contains("row 3"), "{err}");
+        assert!(!out.exists(), "nothing may be written when a row is bad");
 
-    options.skip_bad = true;
-    let report = bulk::run(
-        &image,
-        Some(&wcs),
-        &catalog,
-        &options,
-        &Output::Dir(out.clone()),
-        &|_| {},
-    )
-    .unwrap();
-    assert_eq!(report.written, 2);
-    assert_eq!(
-        report.skipped.iter().map(|b| b.row).collect::<Vec<_>>(),
-        vec![2, 3]
-    );
-    assert!(out.join("1.fits").exists() && out.join("4.fits").exists());
-    assert!(!out.join("3.fits").exists());
+        options.skip_bad = true;
+        let report = bulk::run(
+            image,
+            Some(wcs),
+            &catalog,
+            &options,
+            &Output::Dir(out.clone()),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(report.written, 2);
+        assert_eq!(
+            report.skipped.iter().map(|b| b.row).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert!(out.join("1.fits").exists() && out.join("4.fits").exists());
+        assert!(!out.join("3.fits").exists());
+    });
 }
 
 #[test]
 fn repeated_ids_are_bad_only_where_they_name_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let image_path = dir.path().join("image.fits");
-    write_image(&image_path, -32);
-    let file = FitsFile::open(&image_path).unwrap();
-    let image = file.image(0).unwrap();
-    let wcs = Wcs::from_header(image.header()).unwrap();
-    let (ra, dec) = wcs.pixel_to_sky(100.0, 100.0).unwrap();
-    let cat_path = dir.path().join("cat.csv");
-    std::fs::write(
-        &cat_path,
-        format!("id,ra,dec\na,{ra},{dec}\na,{ra},{dec}\n"),
-    )
-    .unwrap();
-    let catalog = read_catalog(&cat_path).unwrap();
-    let options = BulkOptions {
-        size: Size::Pixels(8),
-        mode: Mode::Partial,
-        planes: None,
-        skip_bad: false,
-    };
-    let err = bulk::run(
-        &image,
-        Some(&wcs),
-        &catalog,
-        &options,
-        &Output::Dir(dir.path().join("d")),
-        &|_| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("row 2") && err.contains("repeats"), "{err}");
-    let npy = dir.path().join("s.npy");
-    let report = bulk::run(
-        &image,
-        Some(&wcs),
-        &catalog,
-        &options,
-        &Output::Npy(npy.clone()),
-        &|_| {},
-    )
-    .unwrap();
-    assert_eq!(report.written, 2);
-    assert!(npy.exists());
+    with_image(-32, |dir, image, wcs| {
+        let (ra, dec) = wcs.pixel_to_sky(100.0, 100.0).unwrap();
+        let cat_path = dir.join("cat.csv");
+        std::fs::write(
+            &cat_path,
+            format!("id,ra,dec\na,{ra},{dec}\na,{ra},{dec}\n"),
+        )
+        .unwrap();
+        let catalog = read_catalog(&cat_path).unwrap();
+        let options = BulkOptions {
+            size: Size::Pixels(8),
+            mode: Mode::Partial,
+            planes: None,
+            skip_bad: false,
+        };
+        let err = bulk::run(
+            image,
+            Some(wcs),
+            &catalog,
+            &options,
+            &Output::Dir(dir.join("d")),
+            &|_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("row 2") && err.contains("repeats"), "{err}");
+        let npy = dir.join("s.npy");
+        let report = bulk::run(
+            image,
+            Some(wcs),
+            &catalog,
+            &options,
+            &Output::Npy(npy.clone()),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(report.written, 2);
+        assert!(npy.exists());
+    });
 }

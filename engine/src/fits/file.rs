@@ -50,9 +50,15 @@ impl FitsFile {
         let map = crate::mmap::map_read_only(&file, path)?;
         let layouts = layout::scan(&map).map_err(|e| Error::malformed(path, e.0))?;
         let mut hdus = Vec::with_capacity(layouts.len());
+        // Opened once, on the first compressed HDU, for all of them.
+        let mut cfitsio: Option<Cfitsio> = None;
         for (index, l) in layouts.into_iter().enumerate() {
             if is_tile_compressed(&l.header) {
-                let header = Cfitsio::open(path)?.header(index)?;
+                let cf = match &mut cfitsio {
+                    Some(cf) => cf,
+                    None => cfitsio.insert(Cfitsio::open(path)?),
+                };
+                let header = cf.header(index)?;
                 hdus.push(Hdu {
                     header,
                     data: DataUnit::Loaded(OnceLock::new()),
