@@ -24,6 +24,7 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use datafusion::arrow;
 pub use datafusion::arrow::csv::Writer as CsvWriter;
 pub use error::{Error, Result};
 

@@ -112,14 +112,16 @@ pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTabl
     ])
 }
 
-/// The VOTable datatype and arraysize of an Arrow type (VOTable 1.4 §2.1).
-fn votable_type(t: &DataType) -> (&'static str, Option<String>) {
+/// The VOTable datatype and arraysize of an Arrow type (VOTable 1.4 §2.1). Unsigned types
+/// widen to the next signed one; 64-bit unsigned values go out as text, since VOTable has no
+/// unsigned long.
+pub fn votable_type(t: &DataType) -> (&'static str, Option<String>) {
     match t {
         DataType::Boolean => ("boolean", None),
         DataType::UInt8 => ("unsignedByte", None),
         DataType::Int8 | DataType::Int16 => ("short", None),
         DataType::UInt16 | DataType::Int32 => ("int", None),
-        DataType::UInt32 | DataType::Int64 | DataType::UInt64 => ("long", None),
+        DataType::UInt32 | DataType::Int64 => ("long", None),
         DataType::Float32 => ("float", None),
         DataType::Float64 => ("double", None),
         DataType::FixedSizeList(item, n) => (votable_type(item.data_type()).0, Some(n.to_string())),

@@ -29,8 +29,8 @@ pub struct QueryArgs {
     /// A table to query, as SCHEMA.TABLE=PATH (FITS binary table, .parquet or .csv); repeatable.
     #[arg(long = "table", value_name = "SCHEMA.TABLE=PATH")]
     pub tables: Vec<String>,
-    /// Output: an aligned text table, or CSV.
-    #[arg(long, default_value = "table", value_parser = ["table", "csv"])]
+    /// Output: an aligned text table, CSV, or a VOTable 1.4 document (TABLEDATA).
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "votable"])]
     pub format: String,
 }
 

@@ -13,3 +13,4 @@ pub mod cli;
 pub mod cutout_command;
 pub mod demo;
 pub mod query_command;
+pub mod votable;

@@ -31,6 +31,18 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
                 drop(writer);
                 String::from_utf8(out)?
             }
+            "votable" => {
+                let fields: Vec<_> = match batches.first() {
+                    Some(b) => b
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect(),
+                    None => vec![],
+                };
+                crate::votable::document(&fields, &batches, false)
+            }
             _ => insitu_adql::pretty(&batches)?,
         };
         println!("{}", text.trim_end());

@@ -48,3 +48,31 @@ def test_bad_queries_fail_with_one_line(insitu):
                         ("SELECT ra FROM m.t WHERE ra > > 1", "Line: 1, Column: 31")]:
         args = ("query", "--table", f"m.t={path}", adql)
         assert words in error_line(run_insitu(*args), args)
+
+
+def test_votable_output_reads_back_in_astropy(tmp_path, insitu):
+    from astropy.io.votable import parse_single_table
+
+    path = FITS_DIR / "table_types.fits"
+    adql = "SELECT name, ra, mag, i16, u16, flag, vec, u64 FROM m.t ORDER BY name"
+    out = run_ok("query", "--table", f"m.t={path}", "--format", "votable", adql).stdout
+    vot = tmp_path / "result.xml"
+    vot.write_text(out)
+    votable = parse_single_table(vot, verify="exception")
+    got = votable.to_table()
+    want = Table.read(path, hdu=1)
+    want.sort("name")
+    assert [str(n) for n in got["name"]] == [str(n).strip() for n in want["name"]]
+    np.testing.assert_array_equal(np.asarray(got["ra"]), want["ra"])
+    np.testing.assert_array_equal(np.asarray(got["mag"], dtype=np.float32), want["mag"])
+    np.testing.assert_array_equal(np.asarray(got["u16"]), want["u16"])
+    np.testing.assert_array_equal(np.asarray(got["flag"]), want["flag"])
+    np.testing.assert_array_equal(np.asarray(got["vec"]), want["vec"])
+    assert [int(v) for v in got["u64"]] == [int(v) for v in want["u64"]]
+    # TNULL rows are null in the VOTable, the rest equal.
+    null = np.asarray(want["i16"]) == -999
+    assert list(np.ma.getmaskarray(got["i16"])) == list(null)
+    np.testing.assert_array_equal(np.asarray(got["i16"])[~null], np.asarray(want["i16"])[~null])
+    assert got["ra"].unit == "deg" and got["mag"].unit == "mag"
+    assert votable.get_field_by_id_or_name("ra").ucd == "pos.eq.ra;meta.main"
+    assert votable.get_field_by_id_or_name("ra").description == "right ascension"
