@@ -109,3 +109,29 @@ def test_bulk_over_tiles_picks_the_tile_holding_each_row(tmp_path, insitu):
         got = fits.getdata(out / f"{name}.fits")
         np.testing.assert_array_equal(got, want, err_msg=name)
     assert not (out / "off.fits").exists()
+
+
+def test_size_in_arcsec_rounds_as_cutout2d(tmp_path, insitu):
+    """`--size-arcsec` gives Cutout2D's shape (np.round of size / proj_plane_pixel_scales) and
+    pixels, on fixtures with different pixel scales."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    for name in ("bitpix-32.fits", "proj_tan.fits", "sip.fits", "galactic.fits"):
+        with fits.open(FITS_DIR / name) as hdul:
+            header, data = hdul[0].header, hdul[0].data
+        wcs = WCS(header)
+        scale = proj_plane_pixel_scales(wcs.celestial)[0] * 3600.0
+        ny, nx = data.shape[-2:]
+        sky = wcs.celestial.pixel_to_world(nx / 2 + 0.3, ny / 2 - 0.2).icrs
+        for pixels in (3.5, 6.2, 9.5):
+            arcsec = pixels * scale
+            out = tmp_path / f"{name}_{pixels}.fits"
+            run_ok("cutout", FITS_DIR / name, f"--ra={float(sky.ra.deg)!r}", f"--dec={float(sky.dec.deg)!r}",
+                   "--size-arcsec", repr(float(arcsec)), "-o", out, "--quiet")
+            want = Cutout2D(data, SkyCoord(sky.ra, sky.dec), arcsec * u.arcsec, wcs=wcs.celestial,
+                            mode="partial").data
+            got = fits.getdata(out)
+            assert got.shape == want.shape, (name, pixels, got.shape, want.shape)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {pixels}")
