@@ -1,17 +1,27 @@
-//! A FITS binary table as a DataFusion table, read in place through `insitu-engine`.
+//! A FITS binary table as a DataFusion table, read in place through `insitu-engine`, with
+//! cone searches pushed down to a HEALPix index built on first use.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use insitu_engine::fits::bintable::BinTable;
 use insitu_engine::fits::FitsFile;
+
+use crate::geometry;
+use crate::spatial_index::HealpixIndex;
 
 /// Rows per record batch handed to DataFusion.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -24,6 +34,8 @@ pub struct FitsTable {
     /// FITS column index of each Arrow field.
     columns: Vec<usize>,
     schema: SchemaRef,
+    /// HEALPix indexes by (ra, dec) Arrow field indices, built on the first cone search.
+    indexes: Mutex<HashMap<(usize, usize), Arc<HealpixIndex>>>,
 }
 
 impl std::fmt::Debug for FitsTable {
@@ -50,7 +62,121 @@ impl FitsTable {
             hdu,
             columns,
             schema,
+            indexes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The cone a filter selects on this table's columns, if it is one.
+    fn cone(&self, filter: &Expr) -> Option<Cone> {
+        let field = |e: &Expr| match strip_casts(e) {
+            Expr::Column(c) => self.schema.index_of(&c.name).ok(),
+            _ => None,
+        };
+        // `1 = CONTAINS(POINT, CIRCLE)` either way round, or `DISTANCE(...) < r` (also `<=`,
+        // and `r > DISTANCE(...)`); `bound` is the radius of the DISTANCE form.
+        let (call, bound) = match filter {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                let call = if number(left) == Some(1.0) {
+                    right
+                } else if number(right) == Some(1.0) {
+                    left
+                } else {
+                    return None;
+                };
+                (call, None)
+            }
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Lt | Operator::LtEq,
+                right,
+            }) => (left, Some(number(right)?)),
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Gt | Operator::GtEq,
+                right,
+            }) => (right, Some(number(left)?)),
+            _ => return None,
+        };
+        let Expr::ScalarFunction(f) = strip_casts(call) else {
+            return None;
+        };
+        let a = &f.args;
+        match (f.func.name(), a.len(), bound) {
+            (geometry::CONTAINS_POINT_CIRCLE, 5, None) => Some(Cone {
+                ra: field(&a[0])?,
+                dec: field(&a[1])?,
+                ra0: number(&a[2])?,
+                dec0: number(&a[3])?,
+                radius: number(&a[4])?,
+            }),
+            (geometry::DISTANCE, 4, Some(radius)) => {
+                // Either point may be the column pair.
+                let (cols, centre) = match (field(&a[0]), field(&a[1])) {
+                    (Some(ra), Some(dec)) => ((ra, dec), (&a[2], &a[3])),
+                    _ => ((field(&a[2])?, field(&a[3])?), (&a[0], &a[1])),
+                };
+                Some(Cone {
+                    ra: cols.0,
+                    dec: cols.1,
+                    ra0: number(centre.0)?,
+                    dec0: number(centre.1)?,
+                    radius,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The index of the (ra, dec) fields, built from the table on first use.
+    fn index(&self, table: &BinTable<'_>, ra: usize, dec: usize) -> Result<Arc<HealpixIndex>> {
+        let mut indexes = self
+            .indexes
+            .lock()
+            .map_err(|_| DataFusionError::Internal("spatial index lock poisoned".into()))?;
+        if let Some(index) = indexes.get(&(ra, dec)) {
+            return Ok(index.clone());
+        }
+        let batch = table.record_batch(&[self.columns[ra], self.columns[dec]], 0..table.rows())?;
+        let values = |k: usize| -> Result<Vec<Option<f64>>> {
+            let column = cast(batch.column(k), &DataType::Float64)?;
+            Ok(column.as_primitive::<Float64Type>().iter().collect())
+        };
+        let index = Arc::new(HealpixIndex::build(&values(0)?, &values(1)?));
+        indexes.insert((ra, dec), index.clone());
+        Ok(index)
+    }
+}
+
+/// A cone search on two of the table's fields: centre and radius in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cone {
+    ra: usize,
+    dec: usize,
+    ra0: f64,
+    dec0: f64,
+    radius: f64,
+}
+
+fn strip_casts(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(c) => strip_casts(&c.expr),
+        Expr::TryCast(c) => strip_casts(&c.expr),
+        other => other,
+    }
+}
+
+/// A numeric literal as f64.
+fn number(e: &Expr) -> Option<f64> {
+    let Expr::Literal(v, _) = strip_casts(e) else {
+        return None;
+    };
+    match v.cast_to(&DataType::Float64).ok()? {
+        ScalarValue::Float64(Some(x)) if x.is_finite() => Some(x),
+        _ => None,
     }
 }
 
@@ -64,11 +190,26 @@ impl TableProvider for FitsTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the scan reads the index's candidate rows, DataFusion still applies the
+        // exact test to them.
+        Ok(filters
+            .iter()
+            .map(|f| match self.cone(f) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table = self
@@ -83,12 +224,19 @@ impl TableProvider for FitsTable {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
         };
-        let rows = limit.map_or(table.rows(), |l| l.min(table.rows()));
+        // With a cone among the filters only the index's candidates are read; otherwise the
+        // first `limit` rows (a limit comes only when no filter is left to apply).
+        let rows: Vec<usize> = match filters.iter().find_map(|f| self.cone(f)) {
+            Some(cone) => {
+                self.index(&table, cone.ra, cone.dec)?
+                    .candidates(cone.ra0, cone.dec0, cone.radius)
+            }
+            None => (0..limit.map_or(table.rows(), |l| l.min(table.rows()))).collect(),
+        };
         // Two partitions so both cores share the work downstream.
         let mut partitions = vec![Vec::new(), Vec::new()];
-        for (k, start) in (0..rows).step_by(BATCH_ROWS).enumerate() {
-            let end = (start + BATCH_ROWS).min(rows);
-            let batch = table.record_batch(&wanted, start..end)?;
+        for (k, chunk) in rows.chunks(BATCH_ROWS).enumerate() {
+            let batch = table.record_batch_rows(&wanted, chunk)?;
             partitions[k % 2].push(batch.with_schema(schema.clone())?);
         }
         Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fits_table;
 pub mod geometry;
 pub mod parse;
+pub mod spatial_index;
 pub mod tap_schema;
 
 use std::path::Path;

@@ -40,7 +40,52 @@ fn catalogue() -> Vec<(i64, f64, f64)> {
         .collect()
 }
 
+/// The catalogue as a FITS binary table (`id` K, `ra` D, `dec` D), written by hand.
+fn write_fits_catalogue(path: &Path) {
+    use insitu_engine::fits::{Card, Header, Value};
+    let rows = catalogue();
+    let mut h = Header::default();
+    for (k, v) in [
+        ("SIMPLE", Value::Logical(true)),
+        ("BITPIX", Value::Integer(8)),
+        ("NAXIS", Value::Integer(0)),
+        ("EXTEND", Value::Logical(true)),
+    ] {
+        h.push(Card::new(k, v, ""));
+    }
+    let mut bytes = h.to_bytes();
+    let mut t = Header::default();
+    for (k, v) in [
+        ("XTENSION", Value::String("BINTABLE".into())),
+        ("BITPIX", Value::Integer(8)),
+        ("NAXIS", Value::Integer(2)),
+        ("NAXIS1", Value::Integer(24)),
+        ("NAXIS2", Value::Integer(rows.len() as i64)),
+        ("PCOUNT", Value::Integer(0)),
+        ("GCOUNT", Value::Integer(1)),
+        ("TFIELDS", Value::Integer(3)),
+        ("TTYPE1", Value::String("id".into())),
+        ("TFORM1", Value::String("K".into())),
+        ("TTYPE2", Value::String("ra".into())),
+        ("TFORM2", Value::String("D".into())),
+        ("TTYPE3", Value::String("dec".into())),
+        ("TFORM3", Value::String("D".into())),
+    ] {
+        t.push(Card::new(k, v, ""));
+    }
+    bytes.extend(t.to_bytes());
+    for (id, ra, dec) in &rows {
+        bytes.extend(id.to_be_bytes());
+        bytes.extend(ra.to_be_bytes());
+        bytes.extend(dec.to_be_bytes());
+    }
+    bytes.resize(bytes.len().div_ceil(2880) * 2880, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
 async fn engine(dir: &Path) -> AdqlEngine {
+    let fits = dir.join("cat.fits");
+    write_fits_catalogue(&fits);
     let csv = dir.join("cat.csv");
     let mut text = String::from("id,ra,dec\n");
     for (id, ra, dec) in catalogue() {
@@ -49,6 +94,8 @@ async fn engine(dir: &Path) -> AdqlEngine {
     std::fs::write(&csv, text).unwrap();
     let engine = AdqlEngine::new();
     engine.register("test.cat", &csv).await.unwrap();
+    // The same rows in a FITS table, where cone searches use the HEALPix index.
+    engine.register("test.fcat", &fits).await.unwrap();
     engine
         .register("test.types", &repo().join("testdata/fits/table_types.fits"))
         .await
@@ -98,13 +145,29 @@ async fn cone_searches_equal_brute_force() {
             !expected.is_empty(),
             "cone ({ra0}, {dec0}, {r}) holds no source"
         );
-        for form in [
-            format!("SELECT id FROM test.cat WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0}, {dec0}, {r}))"),
-            format!("SELECT id FROM Test.Cat WHERE DISTANCE(POINT(ra, dec), POINT({ra0}, {dec0})) <= {r}"),
-            format!("select ID from test.cat where distance(ra, dec, {ra0}, {dec0}) <= {r}"),
-        ] {
-            let got = ids(&engine.query(&form).await.unwrap());
-            assert_eq!(got, expected, "{form}");
+        let outside: Vec<i64> = cat
+            .iter()
+            .map(|c| c.0)
+            .filter(|id| expected.binary_search(id).is_err())
+            .collect();
+        for table in ["test.cat", "test.fcat"] {
+            for form in [
+                format!("SELECT id FROM {table} WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra0}, {dec0}, {r}))"),
+                format!("SELECT id FROM {table} WHERE CONTAINS(POINT(ra, dec), CIRCLE({ra0}, {dec0}, {r})) = 1 AND id >= 0"),
+                format!("SELECT id FROM {} WHERE DISTANCE(POINT(ra, dec), POINT({ra0}, {dec0})) <= {r}", table.to_uppercase()),
+                format!("select ID from {table} where {r} >= distance({ra0}, {dec0}, ra, dec)"),
+            ] {
+                let got = ids(&engine.query(&form).await.unwrap());
+                assert_eq!(got, expected, "{form}");
+            }
+            // The complements must not be pruned to the cone.
+            for form in [
+                format!("SELECT id FROM {table} WHERE 0 = CONTAINS(POINT(ra, dec), CIRCLE({ra0}, {dec0}, {r}))"),
+                format!("SELECT id FROM {table} WHERE DISTANCE(ra, dec, {ra0}, {dec0}) > {r}"),
+            ] {
+                let got = ids(&engine.query(&form).await.unwrap());
+                assert_eq!(got, outside, "{form}");
+            }
         }
     }
 }

@@ -129,11 +129,20 @@ impl BinTable<'_> {
         columns: &[usize],
         rows: Range<usize>,
     ) -> Result<RecordBatch, ArrowError> {
-        if rows.end > self.rows() || rows.start > rows.end {
+        let rows: Vec<usize> = rows.collect();
+        self.record_batch_rows(columns, &rows)
+    }
+
+    /// The given rows (in that order) of the FITS columns `columns` as one batch: a cone
+    /// search reads only the rows its index selects.
+    pub fn record_batch_rows(
+        &self,
+        columns: &[usize],
+        rows: &[usize],
+    ) -> Result<RecordBatch, ArrowError> {
+        if let Some(bad) = rows.iter().find(|&&r| r >= self.rows()) {
             return Err(ArrowError::InvalidArgumentError(format!(
-                "rows {}..{} are outside the table's {} rows",
-                rows.start,
-                rows.end,
+                "row {bad} is outside the table's {} rows",
                 self.rows()
             )));
         }
@@ -148,9 +157,10 @@ impl BinTable<'_> {
                     ArrowError::InvalidArgumentError(format!("column {i} has no Arrow type"))
                 })?;
             fields.push(self.arrow_field(i));
-            arrays.push(self.column_array(column, rows.clone()));
+            arrays.push(self.column_array(column, rows));
         }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
     }
 
     /// The stored bytes of element `k` of `column` in `row`.
@@ -160,9 +170,9 @@ impl BinTable<'_> {
         self.data.get(start..start + size).unwrap_or(&[])
     }
 
-    fn text_array(&self, c: &Column, rows: Range<usize>) -> ArrayRef {
+    fn text_array(&self, c: &Column, rows: &[usize]) -> ArrayRef {
         let mut b = StringBuilder::new();
-        for row in rows {
+        for &row in rows {
             let bytes = self.element(c, row, 0, c.repeat);
             // FITS 4.0 §7.3.3.1: a NUL ends the string; trailing blanks are not significant.
             let end = bytes.iter().position(|&x| x == 0).unwrap_or(bytes.len());
@@ -171,7 +181,7 @@ impl BinTable<'_> {
         Arc::new(b.finish())
     }
 
-    fn column_array(&self, c: &Column, rows: Range<usize>) -> ArrayRef {
+    fn column_array(&self, c: &Column, rows: &[usize]) -> ArrayRef {
         let kind = Kind::of(c).unwrap_or(Kind::Text);
         macro_rules! build {
             ($builder:ty, $size:expr, $value:expr) => {{
@@ -183,7 +193,7 @@ impl BinTable<'_> {
                         c.repeat as i32,
                         rows.len(),
                     );
-                    for row in rows {
+                    for &row in rows {
                         for k in 0..c.repeat {
                             b.values()
                                 .append_option(convert(self.element(c, row, k, $size)));
@@ -193,7 +203,7 @@ impl BinTable<'_> {
                     Arc::new(b.finish()) as ArrayRef
                 } else {
                     let mut b = <$builder>::with_capacity(n);
-                    for row in rows {
+                    for &row in rows {
                         b.append_option(convert(self.element(c, row, 0, $size)));
                     }
                     Arc::new(b.finish()) as ArrayRef
