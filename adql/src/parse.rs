@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, BinaryOperator, CastKind, DataType, ExactNumberInfo,
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
     LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TopQuantity, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -32,12 +33,15 @@ pub fn to_datafusion_sql(adql: &str) -> Result<String> {
             )))
         }
     };
-    let Statement::Query(query) = &mut statement else {
+    if !matches!(statement, Statement::Query(_)) {
         return Err(Error::Unsupported(
             "only SELECT queries are allowed (no DDL, DML or commands)".into(),
         ));
-    };
-    top_to_limit(query)?;
+    }
+    // TOP → LIMIT in the outer query and in every sub-query, derived table and CTE.
+    if let ControlFlow::Break(e) = statement.visit(&mut TopToLimit) {
+        return Err(e);
+    }
     let mut failure = None;
     let _ = visit_expressions_mut(&mut statement, |expr| match rewrite_function(expr) {
         Ok(()) => ControlFlow::Continue(()),
@@ -74,8 +78,21 @@ fn syntax_error(e: ParserError) -> Error {
     })
 }
 
-/// `SELECT TOP n` → `LIMIT n`, in every SELECT of the query (set operations and sub-queries
-/// keep their own).
+struct TopToLimit;
+
+impl VisitorMut for TopToLimit {
+    type Break = Error;
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Error> {
+        match top_to_limit(query) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+/// `SELECT TOP n` → `LIMIT n` for one query whose body is a SELECT (the operands of a set
+/// operation are queries of their own only when parenthesised, as in SQL).
 fn top_to_limit(query: &mut Query) -> Result<()> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Ok(());
