@@ -15,6 +15,7 @@ pub mod fits_table;
 pub mod geometry;
 pub mod parse;
 pub mod spatial_index;
+pub mod spatial_join;
 pub mod tap_schema;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use datafusion::arrow;
@@ -51,7 +53,12 @@ impl Default for AdqlEngine {
 impl AdqlEngine {
     pub fn new() -> AdqlEngine {
         let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(spatial_join::SpatialJoinRule))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         for udf in geometry::udfs() {
             ctx.register_udf(udf);
         }
@@ -143,6 +150,17 @@ impl AdqlEngine {
                 .map_err(Error::from)?;
         }
         Ok(())
+    }
+
+    /// DataFusion's physical plan for a query in its own SQL (not ADQL): for tests and
+    /// diagnostics, e.g. to see that a cross-match runs as a `SpatialJoinExec`.
+    pub async fn explain(&self, sql: &str) -> Result<String> {
+        let frame = self.ctx.sql(sql).await?;
+        let plan = frame.create_physical_plan().await?;
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        Ok(text)
     }
 
     /// Runs one ADQL query and collects its result.

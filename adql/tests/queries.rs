@@ -172,6 +172,19 @@ async fn cone_searches_equal_brute_force() {
     }
 }
 
+fn pairs(batches: &[RecordBatch]) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut got: Vec<(Option<i64>, Option<i64>)> = batches
+        .iter()
+        .flat_map(|b| {
+            let x: Vec<_> = b.column(0).as_primitive::<Int64Type>().iter().collect();
+            let y: Vec<_> = b.column(1).as_primitive::<Int64Type>().iter().collect();
+            x.into_iter().zip(y)
+        })
+        .collect();
+    got.sort();
+    got
+}
+
 #[tokio::test]
 async fn crossmatch_join_equals_brute_force() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,27 +195,57 @@ async fn crossmatch_join_equals_brute_force() {
     for a in &cat {
         for b in &cat {
             if a.0 < b.0 && within(a.1, a.2, b.1, b.2, r) {
-                expected.push((a.0, b.0));
+                expected.push((Some(a.0), Some(b.0)));
             }
         }
     }
     assert!(expected.len() > 50, "{} pairs", expected.len());
     for form in [
         format!("SELECT a.id, b.id FROM test.cat AS a JOIN test.cat AS b ON DISTANCE(a.ra, a.dec, b.ra, b.dec) < {r} WHERE a.id < b.id"),
-        format!("SELECT a.id, b.id FROM test.cat a JOIN test.cat b ON 1 = CONTAINS(POINT('ICRS', a.ra, a.dec), CIRCLE('ICRS', b.ra, b.dec, {r})) WHERE a.id < b.id"),
+        format!("SELECT a.id, b.id FROM test.cat a JOIN test.fcat b ON 1 = CONTAINS(POINT('ICRS', a.ra, a.dec), CIRCLE('ICRS', b.ra, b.dec, {r})) WHERE a.id < b.id"),
+        format!("SELECT a.id, b.id FROM test.fcat a, test.cat b WHERE {r} > DISTANCE(POINT(b.ra, b.dec), POINT(a.ra, a.dec)) AND a.id < b.id"),
+        format!("SELECT a.id, b.id FROM test.fcat a JOIN test.fcat b ON CONTAINS(POINT(b.ra, b.dec), CIRCLE(a.ra, a.dec, {r})) = 1 AND a.id < b.id"),
     ] {
-        let batches = engine.query(&form).await.unwrap();
-        let mut got: Vec<(i64, i64)> = batches
-            .iter()
-            .flat_map(|b| {
-                let x = b.column(0).as_primitive::<Int64Type>().values().to_vec();
-                let y = b.column(1).as_primitive::<Int64Type>().values().to_vec();
-                x.into_iter().zip(y)
-            })
-            .collect();
-        got.sort();
-        assert_eq!(got, expected, "{form}");
+        let plan = engine.query(&format!("EXPLAIN {form}")).await;
+        // EXPLAIN is not ADQL: run the plan check on DataFusion's SQL directly.
+        let sql = insitu_adql::parse::to_datafusion_sql(&form).unwrap();
+        let explained = engine.explain(&sql).await.unwrap();
+        assert!(plan.is_err(), "EXPLAIN must not pass as ADQL");
+        assert!(explained.contains("SpatialJoinExec"), "{form}\n{explained}");
+        assert_eq!(pairs(&engine.query(&form).await.unwrap()), expected, "{form}");
     }
+    // Outer joins keep unmatched rows, padded with nulls, on either side.
+    let subset = |a: &(i64, f64, f64)| a.0 % 3 == 0;
+    let mut left = Vec::new();
+    for a in cat.iter().filter(|a| subset(a)) {
+        let matches: Vec<_> = cat
+            .iter()
+            .filter(|b| b.0 != a.0 && within(a.1, a.2, b.1, b.2, r))
+            .map(|b| (Some(a.0), Some(b.0)))
+            .collect();
+        if matches.is_empty() {
+            left.push((Some(a.0), None));
+        }
+        left.extend(matches);
+    }
+    left.sort();
+    assert!(left.iter().any(|p| p.1.is_none()) && left.iter().any(|p| p.1.is_some()));
+    let filtered = "(SELECT * FROM test.fcat WHERE MOD(id, 3) = 0)";
+    for form in [
+        format!("SELECT a.id, b.id FROM {filtered} AS a LEFT OUTER JOIN test.cat AS b ON DISTANCE(a.ra, a.dec, b.ra, b.dec) <= {r} AND a.id <> b.id"),
+        format!("SELECT a.id, b.id FROM {filtered} AS a FULL OUTER JOIN test.cat AS b ON DISTANCE(a.ra, a.dec, b.ra, b.dec) <= {r} AND a.id <> b.id WHERE a.id IS NOT NULL"),
+    ] {
+        assert_eq!(pairs(&engine.query(&form).await.unwrap()), left, "{form}");
+    }
+    let swapped: Vec<_> = left.iter().map(|&(a, b)| (b, a)).collect::<Vec<_>>();
+    let mut swapped = swapped;
+    swapped.sort();
+    let form = format!("SELECT b.id, a.id FROM test.cat AS b RIGHT JOIN {filtered} AS a ON 1 = CONTAINS(POINT(a.ra, a.dec), CIRCLE(b.ra, b.dec, {r})) AND a.id <> b.id");
+    assert_eq!(
+        pairs(&engine.query(&form).await.unwrap()),
+        swapped,
+        "{form}"
+    );
 }
 
 #[tokio::test]
