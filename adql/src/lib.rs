@@ -21,6 +21,7 @@ pub mod tap_schema;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::options::{CsvReadOptions, ParquetReadOptions};
@@ -29,6 +30,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use datafusion::arrow;
 pub use datafusion::arrow::csv::Writer as CsvWriter;
+pub use datafusion::parquet;
 pub use error::{Error, Result};
 
 /// Batches as an aligned text table (for terminals and golden files).
@@ -165,8 +167,14 @@ impl AdqlEngine {
 
     /// Runs one ADQL query and collects its result.
     pub async fn query(&self, adql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.run(adql).await?.1)
+    }
+
+    /// Runs one ADQL query: the result's schema (also when no row comes back) and its rows.
+    pub async fn run(&self, adql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let sql = parse::to_datafusion_sql(adql)?;
         let frame = self.ctx.sql(&sql).await?;
-        Ok(frame.collect().await?)
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        Ok((schema, frame.collect().await?))
     }
 }

@@ -20,6 +20,11 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use crate::geometry;
 use crate::{Error, Result};
 
+/// Checks that `adql` is one valid ADQL 2.1 query, without resolving tables or columns.
+pub fn check(adql: &str) -> Result<()> {
+    to_datafusion_sql(adql).map(|_| ())
+}
+
 /// Parses one ADQL query and returns it rewritten for DataFusion. Anything but a single
 /// `SELECT` (DDL, DML, several statements) is refused before planning.
 pub fn to_datafusion_sql(adql: &str) -> Result<String> {

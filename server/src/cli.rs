@@ -29,9 +29,18 @@ pub struct QueryArgs {
     /// A table to query, as SCHEMA.TABLE=PATH (FITS binary table, .parquet or .csv); repeatable.
     #[arg(long = "table", value_name = "SCHEMA.TABLE=PATH")]
     pub tables: Vec<String>,
-    /// Output: an aligned text table, CSV, or a VOTable 1.4 document (TABLEDATA).
-    #[arg(long, default_value = "table", value_parser = ["table", "csv", "votable"])]
+    /// Output: CSV with a header line, a VOTable 1.4 document (TABLEDATA), Parquet (needs
+    /// -o), or an aligned text table.
+    #[arg(long, default_value = "csv", value_parser = ["csv", "votable", "parquet", "table"])]
     pub format: String,
+    /// Write the result to this file instead of standard output (written under a temporary
+    /// name, renamed once complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Only check that the text is valid ADQL 2.1 (tables and columns are not resolved):
+    /// exit 0 if it is, 1 with the parser's message if not.
+    #[arg(long, conflicts_with_all = ["tables", "output"])]
+    pub parse_only: bool,
 }
 
 #[derive(Debug, Args)]

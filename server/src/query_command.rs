@@ -1,18 +1,41 @@
-//! `insitu query`: one ADQL query over tables named on the command line, printed to stdout.
+//! `insitu query`: one ADQL query over tables named on the command line, written to stdout or
+//! a file; `--parse-only` checks the ADQL text alone.
 
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
+use insitu_adql::arrow::datatypes::SchemaRef;
+use insitu_adql::arrow::record_batch::RecordBatch;
 use insitu_adql::AdqlEngine;
+use insitu_engine::partial_file::PartialFile;
 
 use crate::cli::QueryArgs;
 
 pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
+    if args.parse_only {
+        insitu_adql::parse::check(&args.adql)?;
+        return Ok(());
+    }
+    if args.format == "parquet" && args.output.is_none() {
+        bail!("--format parquet writes a binary file: give -o OUT");
+    }
+    if let Some(out) = &args.output {
+        for spec in &args.tables {
+            let input = spec.split_once('=').map_or(spec.as_str(), |(_, p)| p);
+            if same_file(Path::new(input), out) {
+                bail!(
+                    "{}: the output would overwrite an input table",
+                    out.display()
+                );
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the query runtime")?;
-    runtime.block_on(async {
+    let (schema, batches) = runtime.block_on(async {
         let engine = AdqlEngine::new();
         for spec in &args.tables {
             let (name, path) = spec
@@ -20,32 +43,68 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("--table {spec:?}: expected SCHEMA.TABLE=PATH"))?;
             engine.register(name, Path::new(path)).await?;
         }
-        let batches = engine.query(&args.adql).await?;
-        let text = match args.format.as_str() {
-            "csv" => {
-                let mut out = Vec::new();
-                let mut writer = insitu_adql::CsvWriter::new(&mut out);
-                for b in &batches {
-                    writer.write(b)?;
-                }
-                drop(writer);
-                String::from_utf8(out)?
+        anyhow::Ok(engine.run(&args.adql).await?)
+    })?;
+    match &args.output {
+        Some(path) => {
+            let file = PartialFile::create(path)?;
+            write(
+                &args.format,
+                &schema,
+                &batches,
+                std::io::BufWriter::new(file.file()),
+            )
+            .with_context(|| format!("cannot write {}", path.display()))?;
+            file.commit()?;
+        }
+        None => write(
+            &args.format,
+            &schema,
+            &batches,
+            std::io::BufWriter::new(std::io::stdout()),
+        )?,
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn write(
+    format: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    mut out: impl Write + Send,
+) -> anyhow::Result<()> {
+    match format {
+        "parquet" => {
+            let mut writer =
+                insitu_adql::parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), None)?;
+            for b in batches {
+                writer.write(b)?;
             }
-            "votable" => {
-                let fields: Vec<_> = match batches.first() {
-                    Some(b) => b
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone())
-                        .collect(),
-                    None => vec![],
-                };
-                crate::votable::document(&fields, &batches, false)
+            writer.close()?;
+        }
+        "votable" => {
+            let fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            out.write_all(crate::votable::document(&fields, batches, false).as_bytes())?;
+        }
+        "table" => writeln!(out, "{}", insitu_adql::pretty(batches)?)?,
+        _ => {
+            let mut writer = insitu_adql::CsvWriter::new(&mut out);
+            if batches.is_empty() {
+                // The header line even when no row came back.
+                writer.write(&RecordBatch::new_empty(schema.clone()))?;
             }
-            _ => insitu_adql::pretty(&batches)?,
-        };
-        println!("{}", text.trim_end());
-        Ok(())
-    })
+            for b in batches {
+                writer.write(b)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
 }

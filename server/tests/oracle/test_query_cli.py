@@ -76,3 +76,36 @@ def test_votable_output_reads_back_in_astropy(tmp_path, insitu):
     assert got["ra"].unit == "deg" and got["mag"].unit == "mag"
     assert votable.get_field_by_id_or_name("ra").ucd == "pos.eq.ra;meta.main"
     assert votable.get_field_by_id_or_name("ra").description == "right ascension"
+
+
+def test_output_file_formats_round_trip(tmp_path, insitu):
+    path = FITS_DIR / "table_types.fits"
+    adql = "SELECT name, ra, i16 FROM m.t ORDER BY name"
+    want = query_csv("--table", f"m.t={path}", adql)
+    assert len(want) == len(Table.read(path, hdu=1)) and any(r["i16"] == "" for r in want)  # nulls survive
+    # Parquet (needs -o), read back by insitu itself: same rows, nulls included.
+    pq = tmp_path / "out.parquet"
+    run_ok("query", "--table", f"m.t={path}", "--format", "parquet", "-o", str(pq), adql)
+    assert pq.read_bytes()[:4] == b"PAR1"
+    assert query_csv("--table", f"p.q={pq}", "SELECT name, ra, i16 FROM p.q ORDER BY name") == want
+    # CSV to a file equals CSV on stdout; no temporary left beside it.
+    out = tmp_path / "out.csv"
+    run_ok("query", "--table", f"m.t={path}", "--format", "csv", "-o", str(out), adql)
+    assert list(csv.DictReader(io.StringIO(out.read_text()))) == want
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.parquet"]
+    # No row: the CSV header is still there.
+    empty = run_ok("query", "--table", f"m.t={path}", "SELECT name, ra FROM m.t WHERE ra > 1000").stdout
+    assert empty.strip() == "name,ra"
+    # Parquet to a terminal and an output over an input are refused.
+    for args, words in [(("--format", "parquet"), "-o OUT"), (("-o", str(path)), "overwrite an input")]:
+        full = ("query", "--table", f"m.t={path}", *args, adql)
+        assert words in error_line(run_insitu(*full), full)
+
+
+def test_parse_only_checks_syntax_without_tables(insitu):
+    for adql in ["SELECT TOP 5 * FROM nowhere.at_all WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 2, 0.1))",
+                 "SELECT a.x FROM s.a AS a JOIN s.b AS b ON DISTANCE(a.ra, a.dec, b.ra, b.dec) < 0.001"]:
+        assert run_insitu("query", "--parse-only", adql).returncode == 0, adql
+    for adql, words in [("SELECT * FROM t WHERE ra > > 1", "Line: 1, Column: 28"), ("DROP TABLE t", "only SELECT")]:
+        args = ("query", "--parse-only", adql)
+        assert words in error_line(run_insitu(*args), args)
