@@ -14,9 +14,11 @@ pub mod error;
 pub mod fits_table;
 pub mod geometry;
 pub mod parse;
+pub mod rewrite;
 pub mod spatial_index;
 pub mod spatial_join;
 pub mod tap_schema;
+pub mod units;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,7 @@ impl AdqlEngine {
         for udf in geometry::udfs() {
             ctx.register_udf(udf);
         }
+        ctx.register_udf(units::udf());
         AdqlEngine {
             ctx,
             registered: Mutex::new(Vec::new()),
@@ -172,7 +175,7 @@ impl AdqlEngine {
 
     /// Runs one ADQL query: the result's schema (also when no row comes back) and its rows.
     pub async fn run(&self, adql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let sql = parse::to_datafusion_sql(adql)?;
+        let sql = rewrite::to_datafusion_sql(adql)?;
         let frame = self.ctx.sql(&sql).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         Ok((schema, frame.collect().await?))

@@ -208,7 +208,7 @@ async fn crossmatch_join_equals_brute_force() {
     ] {
         let plan = engine.query(&format!("EXPLAIN {form}")).await;
         // EXPLAIN is not ADQL: run the plan check on DataFusion's SQL directly.
-        let sql = insitu_adql::parse::to_datafusion_sql(&form).unwrap();
+        let sql = insitu_adql::rewrite::to_datafusion_sql(&form).unwrap();
         let explained = engine.explain(&sql).await.unwrap();
         assert!(plan.is_err(), "EXPLAIN must not pass as ADQL");
         assert!(explained.contains("SpatialJoinExec"), "{form}\n{explained}");
@@ -248,18 +248,171 @@ async fn crossmatch_join_equals_brute_force() {
     );
 }
 
+/// Gnomonic (tangent-plane) coordinates of (ra, dec) about (ra0, dec0), in radians' tangent
+/// units; `None` on the far hemisphere. Great circles are straight lines in this projection.
+fn gnomonic(ra: f64, dec: f64, ra0: f64, dec0: f64) -> Option<(f64, f64)> {
+    let (a, d, a0, d0) = (
+        ra.to_radians(),
+        dec.to_radians(),
+        ra0.to_radians(),
+        dec0.to_radians(),
+    );
+    let cos_c = d0.sin() * d.sin() + d0.cos() * d.cos() * (a - a0).cos();
+    (cos_c > 0.0).then(|| {
+        let x = d.cos() * (a - a0).sin() / cos_c;
+        let y = (d0.cos() * d.sin() - d0.sin() * d.cos() * (a - a0).cos()) / cos_c;
+        (x, y)
+    })
+}
+
 #[tokio::test]
-async fn golden_cases() {
+async fn boxes_and_polygons_equal_tangent_plane_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path()).await;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases.slt");
+    let cat = catalogue();
+    // Boxes: corners at (±w/2, ±h/2) in the tangent plane, so a source is inside when its
+    // gnomonic coordinates are within tan(w/2), tan(h/2). One across RA = 0, one at the pole.
+    for (ra0, dec0, w, h) in [
+        (0.0, 0.0, 1.5, 1.0),
+        (359.5, 1.0, 1.0, 2.0),
+        (45.0, 89.6, 1.2, 0.8),
+    ] {
+        let (tw, th) = (
+            (w / 2.0_f64).to_radians().tan(),
+            (h / 2.0_f64).to_radians().tan(),
+        );
+        let expected: Vec<i64> = cat
+            .iter()
+            .filter(|(_, ra, dec)| {
+                gnomonic(*ra, *dec, ra0, dec0).is_some_and(|(x, y)| x.abs() <= tw && y.abs() <= th)
+            })
+            .map(|c| c.0)
+            .collect();
+        assert!(!expected.is_empty(), "box at ({ra0}, {dec0}) holds nothing");
+        let q = format!("SELECT id FROM test.cat WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), BOX('ICRS', {ra0}, {dec0}, {w}, {h}))");
+        assert_eq!(ids(&engine.query(&q).await.unwrap()), expected, "{q}");
+    }
+    // A triangle (either orientation) across RA = 0: inside when on the same side of each
+    // edge as the opposite vertex, in the tangent plane.
+    let v = [(359.0, -1.0), (1.5, -0.5), (0.0, 1.5)];
+    let plane: Vec<(f64, f64)> = v
+        .iter()
+        .map(|&(a, d)| gnomonic(a, d, 0.0, 0.0).unwrap())
+        .collect();
+    let side = |p: (f64, f64), a: (f64, f64), b: (f64, f64)| {
+        (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0)
+    };
+    let expected: Vec<i64> = cat
+        .iter()
+        .filter(|(_, ra, dec)| {
+            gnomonic(*ra, *dec, 0.0, 0.0).is_some_and(|p| {
+                (0..3).all(|i| {
+                    let (a, b, c) = (plane[i], plane[(i + 1) % 3], plane[(i + 2) % 3]);
+                    side(p, a, b) * side(c, a, b) > 0.0
+                })
+            })
+        })
+        .map(|c| c.0)
+        .collect();
+    assert!(expected.len() > 10);
+    for order in [[0, 1, 2], [2, 1, 0]] {
+        let coords: Vec<String> = order
+            .iter()
+            .map(|&i| format!("{}, {}", v[i].0, v[i].1))
+            .collect();
+        let points: Vec<String> = order
+            .iter()
+            .map(|&i| format!("POINT({}, {})", v[i].0, v[i].1))
+            .collect();
+        for q in [
+            format!(
+                "SELECT id FROM test.cat WHERE 1 = CONTAINS(POINT(ra, dec), POLYGON('ICRS', {}))",
+                coords.join(", ")
+            ),
+            format!(
+                "SELECT id FROM test.fcat WHERE INTERSECTS(POLYGON({}), POINT(ra, dec)) = 1",
+                points.join(", ")
+            ),
+        ] {
+            assert_eq!(ids(&engine.query(&q).await.unwrap()), expected, "{q}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn geometry_measures_match_closed_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let q = "SELECT AREA(CIRCLE(10, 20, 1)) AS cap, AREA(POLYGON(0, 0, 90, 0, 0, 90)) AS octant, \
+             AREA(BOX(0, 0, 2, 2)) AS square, COORD1(CENTROID(CIRCLE(POINT(12, 34), 1))) AS c1, \
+             COORD2(CENTROID(POLYGON(0, -1, 1, 0, 0, 1, -1, 0))) AS c2, \
+             CONTAINS(CIRCLE(0.5, 0, 0.4), CIRCLE(0, 0, 1)) AS inside, CONTAINS(CIRCLE(0.5, 0, 0.6), CIRCLE(0, 0, 1)) AS over, \
+             INTERSECTS(CIRCLE(0, 0, 1), CIRCLE(2.5, 0, 1)) AS apart, \
+             INTERSECTS(CIRCLE(0, 0, 1), POLYGON(0.5, -0.5, 3, -0.5, 3, 0.5)) AS crossing, INTERSECTS(CIRCLE(0, 0, 1), POLYGON(1.5, -1, 3, -1, 3, 1)) AS near, \
+             COORDSYS(POINT('ICRS', 1, 2)) AS frame FROM test.cat WHERE id = 0";
+    let b = engine.query(q).await.unwrap();
+    let f = |name: &str| {
+        let c = b[0].column_by_name(name).unwrap();
+        datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Float64)
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+            .value(0)
+    };
+    let sq = (180.0 / std::f64::consts::PI).powi(2);
+    let cap = 2.0 * std::f64::consts::PI * (1.0 - 1f64.to_radians().cos()) * sq;
+    assert!((f("cap") - cap).abs() < 1e-9 * cap, "{}", f("cap"));
+    assert!((f("octant") - 4.0 * std::f64::consts::PI / 8.0 * sq).abs() < 1e-6);
+    // A 2°×2° box with great-circle sides: 4·asin(sin²(1°)) steradians... closed form of a
+    // tangent-plane square of half-side t: 4·asin(t²/(1+t²)).
+    let t = 1f64.to_radians().tan();
+    let square = 4.0 * (t * t / (1.0 + t * t)).asin() * sq;
+    assert!(
+        (f("square") - square).abs() < 1e-9 * square,
+        "{}",
+        f("square")
+    );
+    assert!((f("c1") - 12.0).abs() < 1e-9 && f("c2").abs() < 1e-9);
+    assert_eq!(
+        [f("inside"), f("over"), f("apart"), f("crossing"), f("near")],
+        [1.0, 0.0, 0.0, 1.0, 0.0]
+    );
+    let frame = b[0].column_by_name("frame").unwrap();
+    assert_eq!(frame.as_string::<i32>().value(0), "ICRS");
+}
+
+#[tokio::test]
+async fn golden_cases() {
+    run_golden("cases.slt").await;
+}
+
+/// ADQL 2.1 conformance: every `valid` case passes `parse::check` and runs to its expected
+/// result; every `invalid` case is refused by `parse::check` with the recorded message.
+#[tokio::test]
+async fn conformance_corpus() {
+    let counts = run_golden("conformance.slt").await;
+    assert!(
+        counts.0 >= 130 && counts.1 >= 60,
+        "corpus too small: {counts:?}"
+    );
+}
+
+/// Runs a golden file of cases (`query`/`error`: run and compare the table or the error;
+/// `valid`/`invalid`: also checked by the parser alone) and returns (valid, invalid) counts.
+/// `INSITU_BLESS=1` rewrites the expected parts, never turning a wrong kind into a pass.
+async fn run_golden(file: &str) -> (usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let bless = std::env::var_os("INSITU_BLESS").is_some();
     let mut out = String::new();
     let mut failures = Vec::new();
+    let mut counts = (0, 0);
     for case in text.split("\n\n").map(str::trim).filter(|c| !c.is_empty()) {
         let (head, expected) = case.split_once("\n----").unwrap_or((case, ""));
-        let expected = expected.trim_start_matches('\n');
+        let expected = expected.trim_start_matches('\n').trim();
         let comments: Vec<&str> = head.lines().take_while(|l| l.starts_with('#')).collect();
         let query: String = head
             .lines()
@@ -267,27 +420,50 @@ async fn golden_cases() {
             .collect::<Vec<_>>()
             .join("\n");
         let (kind, adql) = query.split_once(' ').unwrap();
-        let actual = match (kind, engine.query(adql).await) {
-            ("query", Ok(b)) => pretty_format_batches(&b).unwrap().to_string(),
-            ("error", Err(e)) => e.to_string(),
-            (_, Ok(b)) => format!(
-                "unexpected success:\n{}",
-                pretty_format_batches(&b).unwrap()
-            ),
-            (_, Err(e)) => format!("unexpected error: {e}"),
+        let parsed = insitu_adql::parse::check(adql);
+        let (actual, right_kind) = match kind {
+            "valid" | "query" => {
+                counts.0 += usize::from(kind == "valid");
+                // `query` cases may use insitu's extensions (CASE, scalar sub-queries).
+                let parsed = if kind == "query" { Ok(()) } else { parsed };
+                match (parsed, engine.query(adql).await) {
+                    (Ok(()), Ok(b)) => (pretty_format_batches(&b).unwrap().to_string(), true),
+                    (Err(e), _) | (_, Err(e)) => (format!("unexpected error: {e}"), false),
+                }
+            }
+            "invalid" => {
+                counts.1 += 1;
+                match parsed {
+                    Err(e) => (e.to_string(), true),
+                    Ok(()) => ("unexpected: the parser accepted it".to_string(), false),
+                }
+            }
+            "error" => match engine.query(adql).await {
+                Err(e) => (e.to_string(), true),
+                Ok(b) => (
+                    format!(
+                        "unexpected success:\n{}",
+                        pretty_format_batches(&b).unwrap()
+                    ),
+                    false,
+                ),
+            },
+            other => panic!("{file}: unknown case kind {other:?}"),
         };
-        let matches = match kind {
-            "error" => actual.contains(expected.trim()) && !expected.trim().is_empty(),
-            _ => actual.trim() == expected.trim(),
-        };
-        if !matches {
+        // `error` cases record a fragment of the message; the others the whole output.
+        let matches = right_kind
+            && match kind {
+                "error" => !expected.is_empty() && actual.contains(expected),
+                _ => actual.trim() == expected,
+            };
+        if !(matches || (bless && right_kind)) {
             failures.push(format!("{query}\nexpected:\n{expected}\nactual:\n{actual}"));
         }
         for c in &comments {
             writeln!(out, "{c}").unwrap();
         }
-        let recorded = if kind == "error" && matches {
-            expected.trim().to_string()
+        let recorded = if (kind == "error" && matches) || !right_kind {
+            expected.to_string()
         } else {
             actual.trim().to_string()
         };
@@ -295,12 +471,12 @@ async fn golden_cases() {
     }
     if bless {
         std::fs::write(&path, out.trim_end().to_string() + "\n").unwrap();
-        return;
     }
     assert!(
         failures.is_empty(),
-        "{} case(s) differ (INSITU_BLESS=1 rewrites the file):\n\n{}",
+        "{file}: {} case(s) differ (INSITU_BLESS=1 rewrites expected outputs):\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
+    counts
 }

@@ -33,6 +33,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(16 << 20)
         .build()
         .context("cannot start the query runtime")?;
     let (schema, batches) = runtime.block_on(async {
