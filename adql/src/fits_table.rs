@@ -21,7 +21,7 @@ use insitu_engine::fits::bintable::BinTable;
 use insitu_engine::fits::FitsFile;
 
 use crate::geometry;
-use crate::spatial_index::HealpixIndex;
+use crate::spatial_index::{HealpixIndex, IndexCache};
 
 /// Rows per record batch handed to DataFusion.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -36,6 +36,8 @@ pub struct FitsTable {
     schema: SchemaRef,
     /// HEALPix indexes by (ra, dec) Arrow field indices, built on the first cone search.
     indexes: Mutex<HashMap<(usize, usize), Arc<HealpixIndex>>>,
+    /// Where indexes are kept between sessions, if anywhere.
+    cache: Option<IndexCache>,
 }
 
 impl std::fmt::Debug for FitsTable {
@@ -45,7 +47,8 @@ impl std::fmt::Debug for FitsTable {
 }
 
 impl FitsTable {
-    pub fn open(path: &Path) -> insitu_engine::Result<FitsTable> {
+    /// Opens the first binary table of `path`; indexes go to `cache` when given.
+    pub fn open(path: &Path, cache: Option<IndexCache>) -> insitu_engine::Result<FitsTable> {
         let file = FitsFile::open(path)?;
         let hdu = (0..file.hdu_count())
             .find(|&i| {
@@ -63,6 +66,7 @@ impl FitsTable {
             columns,
             schema,
             indexes: Mutex::new(HashMap::new()),
+            cache,
         })
     }
 
@@ -140,12 +144,34 @@ impl FitsTable {
         if let Some(index) = indexes.get(&(ra, dec)) {
             return Ok(index.clone());
         }
-        let batch = table.record_batch(&[self.columns[ra], self.columns[dec]], 0..table.rows())?;
-        let values = |k: usize| -> Result<Vec<Option<f64>>> {
-            let column = cast(batch.column(k), &DataType::Float64)?;
-            Ok(column.as_primitive::<Float64Type>().iter().collect())
+        let names = (self.schema.field(ra).name(), self.schema.field(dec).name());
+        let key = self.cache.as_ref().and_then(|_| {
+            IndexCache::key(
+                self.file.path(),
+                &format!("hdu {} ({}, {})", self.hdu, names.0, names.1),
+            )
+        });
+        let cached = match (&self.cache, &key) {
+            (Some(cache), Some(key)) => cache.load(key),
+            _ => None,
         };
-        let index = Arc::new(HealpixIndex::build(&values(0)?, &values(1)?));
+        let index = match cached {
+            Some(index) => Arc::new(index),
+            None => {
+                let batch =
+                    table.record_batch(&[self.columns[ra], self.columns[dec]], 0..table.rows())?;
+                let values = |k: usize| -> Result<Vec<Option<f64>>> {
+                    let column = cast(batch.column(k), &DataType::Float64)?;
+                    Ok(column.as_primitive::<Float64Type>().iter().collect())
+                };
+                let index = Arc::new(HealpixIndex::build(&values(0)?, &values(1)?));
+                if let (Some(cache), Some(key)) = (&self.cache, &key) {
+                    // A cache that cannot be written only costs a rebuild next time.
+                    let _ = cache.store(key, &index);
+                }
+                index
+            }
+        };
         indexes.insert((ra, dec), index.clone());
         Ok(index)
     }

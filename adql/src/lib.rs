@@ -46,6 +46,8 @@ pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
 pub struct AdqlEngine {
     ctx: SessionContext,
     registered: Mutex<Vec<tap_schema::TableInfo>>,
+    /// Where spatial indexes are kept between sessions.
+    cache: Option<spatial_index::IndexCache>,
 }
 
 impl Default for AdqlEngine {
@@ -70,7 +72,15 @@ impl AdqlEngine {
         AdqlEngine {
             ctx,
             registered: Mutex::new(Vec::new()),
+            cache: None,
         }
+    }
+
+    /// Keeps the spatial indexes of tables registered from now on in `dir` (created when
+    /// needed; never a data volume). Without it indexes live in memory for the session.
+    pub fn with_index_cache(mut self, dir: impl Into<std::path::PathBuf>) -> AdqlEngine {
+        self.cache = Some(spatial_index::IndexCache::new(dir));
+        self
     }
 
     /// Registers the file at `path` as `name` (`schema.table` or `table`), by its extension:
@@ -89,8 +99,8 @@ impl AdqlEngine {
         let lower = path.to_string_lossy().to_ascii_lowercase();
         let path_str = path.to_string_lossy().into_owned();
         if lower.ends_with(".fits") || lower.ends_with(".fit") || lower.ends_with(".fits.gz") {
-            let provider =
-                fits_table::FitsTable::open(path).map_err(|e| table_error(e.to_string()))?;
+            let provider = fits_table::FitsTable::open(path, self.cache.clone())
+                .map_err(|e| table_error(e.to_string()))?;
             self.ctx
                 .register_table(qualified.as_str(), Arc::new(provider))
                 .map_err(|e| table_error(e.strip_backtrace()))?;

@@ -3,9 +3,15 @@
 //! Rows are sorted by their nested cell at [`HealpixIndex::DEPTH`]; a cone's coverage (a
 //! superset of the cells it touches) selects runs of that order by binary search. The
 //! candidates are a superset of the answer, so the exact cone test still runs on them.
+//!
+//! Indexes are built on first use and kept in an [`IndexCache`] directory (data volumes are
+//! read-only), keyed by the table file's path, size and modification time, so a changed
+//! file is re-indexed and the next session starts with the index at hand.
 
 use std::f64::consts::PI;
+use std::io::Write;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use cdshealpix::nested;
 
@@ -93,6 +99,117 @@ impl HealpixIndex {
     }
 }
 
+/// Where built indexes are kept between sessions. Failing to read or write the cache is
+/// never an error: the index is then built again, in memory.
+#[derive(Debug, Clone)]
+pub struct IndexCache {
+    dir: PathBuf,
+}
+
+const MAGIC: &[u8; 8] = b"INSHPX01";
+
+impl IndexCache {
+    pub fn new(dir: impl Into<PathBuf>) -> IndexCache {
+        IndexCache { dir: dir.into() }
+    }
+
+    /// `$INSITU_CACHE_DIR`, else `$XDG_CACHE_HOME/insitu`, else `~/.cache/insitu`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        env("INSITU_CACHE_DIR")
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("insitu")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache").join("insitu")))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What identifies an index: the file (path, size, modification time), which of its
+    /// tables and columns, and the index layout.
+    pub fn key(file: &Path, what: &str) -> Option<String> {
+        let meta = std::fs::metadata(file).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let path = file.canonicalize().ok()?;
+        Some(format!(
+            "{}\n{}\n{}.{:09}\n{what}\ndepth {}",
+            path.display(),
+            meta.len(),
+            modified.as_secs(),
+            modified.subsec_nanos(),
+            HealpixIndex::DEPTH
+        ))
+    }
+
+    fn file(&self, key: &str) -> PathBuf {
+        // FNV-1a: stable across builds, unlike std's hasher; the key is stored and checked.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.dir.join(format!("healpix-{hash:016x}.idx"))
+    }
+
+    /// The cached index for `key`, if there is a valid one.
+    pub fn load(&self, key: &str) -> Option<HealpixIndex> {
+        let bytes = std::fs::read(self.file(key)).ok()?;
+        let rest = bytes.strip_prefix(MAGIC)?;
+        let (len, rest) = rest.split_first_chunk::<8>()?;
+        let (stored, rest) =
+            rest.split_at_checked(usize::try_from(u64::from_le_bytes(*len)).ok()?)?;
+        if stored != key.as_bytes() {
+            return None;
+        }
+        let (n, rest) = rest.split_first_chunk::<8>()?;
+        let n = usize::try_from(u64::from_le_bytes(*n)).ok()?;
+        if rest.len() != n.checked_mul(12)? {
+            return None;
+        }
+        let (cells, rows) = rest.split_at(8 * n);
+        let cells: Vec<u64> = cells
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        let rows = rows
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        cells.is_sorted().then_some(HealpixIndex { cells, rows })
+    }
+
+    /// Stores `index` under `key` (written under a temporary name, then renamed).
+    pub fn store(&self, key: &str, index: &HealpixIndex) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.file(key);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            out.write_all(MAGIC)?;
+            out.write_all(&(key.len() as u64).to_le_bytes())?;
+            out.write_all(key.as_bytes())?;
+            out.write_all(&(index.cells.len() as u64).to_le_bytes())?;
+            for c in &index.cells {
+                out.write_all(&c.to_le_bytes())?;
+            }
+            for r in &index.rows {
+                out.write_all(&r.to_le_bytes())?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+}
+
 /// The deepest depth ≤ [`HealpixIndex::DEPTH`] whose cells are at least a quarter of the
 /// cone's radius across (cell side ≈ √(4π / (12·4^d)) radians).
 fn coverage_depth(radius_deg: f64) -> u8 {
@@ -107,6 +224,33 @@ fn coverage_depth(radius_deg: f64) -> u8 {
 mod tests {
     use super::*;
     use crate::geometry::angular_distance;
+
+    #[test]
+    fn cache_round_trips_and_rejects_other_keys_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::new(dir.path().join("cache"));
+        let ra: Vec<Option<f64>> = (0..1000).map(|i| Some(f64::from(i) * 0.36)).collect();
+        let dec: Vec<Option<f64>> = (0..1000).map(|i| Some(f64::from(i % 180) - 89.5)).collect();
+        let index = HealpixIndex::build(&ra, &dec);
+        assert!(cache.load("k").is_none());
+        cache.store("k", &index).unwrap();
+        let back = cache.load("k").unwrap();
+        assert_eq!(
+            (back.cells.clone(), back.rows.clone()),
+            (index.cells.clone(), index.rows.clone())
+        );
+        assert!(cache.load("other").is_none());
+        // A truncated file is ignored, not trusted.
+        let file = cache.file("k");
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(cache.load("k").is_none());
+        assert_eq!(
+            std::fs::read_dir(cache.dir()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
 
     #[test]
     fn candidates_cover_every_cone_member_and_prune() {

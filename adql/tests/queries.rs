@@ -186,6 +186,45 @@ fn pairs(batches: &[RecordBatch]) -> Vec<(Option<i64>, Option<i64>)> {
 }
 
 #[tokio::test]
+async fn cone_index_is_cached_on_disk_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fits = dir.path().join("cat.fits");
+    write_fits_catalogue(&fits);
+    let cache = dir.path().join("cache");
+    let q = "SELECT id FROM c.t WHERE 1 = CONTAINS(POINT(ra, dec), CIRCLE(0, 0, 1.5))";
+    let run = || async {
+        let engine = AdqlEngine::new().with_index_cache(&cache);
+        engine.register("c.t", &fits).await.unwrap();
+        ids(&engine.query(q).await.unwrap())
+    };
+    let first = run().await;
+    assert!(!first.is_empty());
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    // A new session reads the index instead of building and writing it again.
+    assert_eq!(run().await, first);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written
+    );
+    // A changed file gets an index of its own; the data directory is never written to.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_fits_catalogue(&fits);
+    assert_eq!(run().await, first);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    let mut data: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    data.sort();
+    assert_eq!(data, ["cache", "cat.fits"]);
+}
+
+#[tokio::test]
 async fn crossmatch_join_equals_brute_force() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path()).await;

@@ -41,6 +41,10 @@ pub struct QueryArgs {
     /// exit 0 if it is, 1 with the parser's message if not.
     #[arg(long, conflicts_with_all = ["tables", "output"])]
     pub parse_only: bool,
+    /// Where spatial indexes of the tables are kept between runs (never beside the data).
+    /// Default: $INSITU_CACHE_DIR, else $XDG_CACHE_HOME/insitu, else ~/.cache/insitu.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

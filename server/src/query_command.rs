@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context};
 use insitu_adql::arrow::datatypes::SchemaRef;
 use insitu_adql::arrow::record_batch::RecordBatch;
+use insitu_adql::spatial_index::IndexCache;
 use insitu_adql::AdqlEngine;
 use insitu_engine::partial_file::PartialFile;
 
@@ -37,7 +38,11 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the query runtime")?;
     let (schema, batches) = runtime.block_on(async {
-        let engine = AdqlEngine::new();
+        let cache = args.cache_dir.clone().or_else(IndexCache::default_dir);
+        let engine = match cache {
+            Some(dir) => AdqlEngine::new().with_index_cache(dir),
+            None => AdqlEngine::new(),
+        };
         for spec in &args.tables {
             let (name, path) = spec
                 .split_once('=')
