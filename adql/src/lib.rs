@@ -142,6 +142,35 @@ impl AdqlEngine {
         self.publish_tap_schema(&registered)
     }
 
+    /// Registers rows a user sent with the query (TAP_UPLOAD) as `TAP_UPLOAD.name`: in memory,
+    /// left out of TAP_SCHEMA, and joined like any table (cross-matches use the spatial join).
+    pub fn register_upload(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let table = name.to_ascii_lowercase();
+        if !table
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(Error::Table {
+                name: name.to_string(),
+                reason: "an upload name is a letter then letters, digits or '_'".into(),
+            });
+        }
+        self.ensure_schema("tap_upload")?;
+        let qualified = format!("tap_upload.{table}");
+        let provider = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        self.ctx.deregister_table(qualified.as_str())?;
+        self.ctx
+            .register_table(qualified.as_str(), Arc::new(provider))?;
+        Ok(())
+    }
+
     /// Replaces the `TAP_SCHEMA` tables with ones describing `registered`.
     fn publish_tap_schema(&self, registered: &[tap_schema::TableInfo]) -> Result<()> {
         self.ensure_schema("tap_schema")?;

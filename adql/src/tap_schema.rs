@@ -16,101 +16,153 @@ pub struct TableInfo {
     pub fields: Vec<Field>,
 }
 
-/// The five TAP_SCHEMA tables, by name.
-pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTable>)>> {
-    let mut schemas: Vec<&str> = registered.iter().map(|t| t.schema.as_str()).collect();
-    schemas.push("tap_schema");
-    schemas.sort();
-    schemas.dedup();
-
-    let schemas_batch = batch(
-        &["schema_name", "description", "utype"],
+/// The TAP_SCHEMA tables' layouts (TAP 1.1 §4): text columns, then integer columns.
+const LAYOUTS: [(&str, &[&str], &[&str]); 5] = [
+    (
+        "schemas",
+        &["schema_name", "utype", "description"],
         &["schema_index"],
-        schemas
-            .iter()
-            .map(|s| (vec![Some(s.to_string()), None, None], vec![0]))
-            .collect(),
-    )?;
-    let tables_batch = batch(
+    ),
+    (
+        "tables",
         &[
             "schema_name",
             "table_name",
             "table_type",
-            "description",
             "utype",
+            "description",
         ],
         &["table_index"],
-        registered
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                (
-                    vec![
-                        Some(t.schema.clone()),
-                        Some(format!("{}.{}", t.schema, t.table)),
-                        Some("table".to_string()),
-                        None,
-                        None,
-                    ],
-                    vec![i as i32],
-                )
-            })
-            .collect(),
-    )?;
-    let mut column_rows = Vec::new();
-    for t in registered {
-        for (i, f) in t.fields.iter().enumerate() {
-            let meta = |k: &str| f.metadata().get(k).cloned();
-            let (datatype, arraysize) = votable_type(f.data_type());
-            column_rows.push((
-                vec![
-                    Some(format!("{}.{}", t.schema, t.table)),
-                    Some(f.name().clone()),
-                    meta("description"),
-                    meta("unit"),
-                    meta("ucd"),
-                    None,
-                    Some(datatype.to_string()),
-                    arraysize,
-                ],
-                vec![0, 0, 0, i as i32],
-            ));
-        }
-    }
-    let columns_batch = batch(
+    ),
+    (
+        "columns",
         &[
             "table_name",
             "column_name",
-            "description",
-            "unit",
-            "ucd",
-            "utype",
             "datatype",
             "arraysize",
+            "xtype",
+            "description",
+            "utype",
+            "unit",
+            "ucd",
         ],
-        &["principal", "indexed", "std", "column_index"],
-        column_rows,
-    )?;
-    let keys = batch(
+        &["size", "indexed", "principal", "std", "column_index"],
+    ),
+    (
+        "keys",
         &[
             "key_id",
             "from_table",
             "target_table",
-            "description",
             "utype",
+            "description",
         ],
         &[],
-        vec![],
-    )?;
-    let key_columns = batch(&["key_id", "from_column", "target_column"], &[], vec![])?;
-    Ok(vec![
-        ("schemas", mem(schemas_batch)?),
-        ("tables", mem(tables_batch)?),
-        ("columns", mem(columns_batch)?),
-        ("keys", mem(keys)?),
-        ("key_columns", mem(key_columns)?),
-    ])
+    ),
+    (
+        "key_columns",
+        &["key_id", "from_column", "target_column"],
+        &[],
+    ),
+];
+
+fn layout_fields(text: &[&str], ints: &[&str]) -> Vec<Field> {
+    let mut fields: Vec<Field> = text
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    // TAP 1.1 leaves "size" null where there is no fixed array size.
+    fields.extend(
+        ints.iter()
+            .map(|n| Field::new(*n, DataType::Int32, *n == "size")),
+    );
+    fields
 }
+
+/// The five TAP_SCHEMA tables, by name, describing `registered` and themselves.
+pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTable>)>> {
+    let own: Vec<TableInfo> = LAYOUTS
+        .iter()
+        .map(|(name, text, ints)| TableInfo {
+            schema: "tap_schema".into(),
+            table: name.to_string(),
+            fields: layout_fields(text, ints),
+        })
+        .collect();
+    let all: Vec<(&TableInfo, bool)> = registered
+        .iter()
+        .map(|t| (t, false))
+        .chain(own.iter().map(|t| (t, true)))
+        .collect();
+    let mut schemas: Vec<&str> = all.iter().map(|(t, _)| t.schema.as_str()).collect();
+    schemas.sort();
+    schemas.dedup();
+
+    let schema_rows = schemas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let description = (*s == "tap_schema").then(|| "TAP 1.1 metadata".to_string());
+            (
+                vec![Some(s.to_string()), None, description],
+                vec![Some(i as i32)],
+            )
+        })
+        .collect();
+    let table_rows = all
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| {
+            (
+                vec![
+                    Some(t.schema.clone()),
+                    Some(format!("{}.{}", t.schema, t.table)),
+                    Some("table".to_string()),
+                    None,
+                    None,
+                ],
+                vec![Some(i as i32)],
+            )
+        })
+        .collect();
+    let mut column_rows = Vec::new();
+    for (t, standard) in &all {
+        for (i, f) in t.fields.iter().enumerate() {
+            let meta = |k: &str| f.metadata().get(k).cloned();
+            let (datatype, arraysize) = votable_type(f.data_type());
+            let size = arraysize.as_deref().and_then(|a| a.parse::<i32>().ok());
+            column_rows.push((
+                vec![
+                    Some(format!("{}.{}", t.schema, t.table)),
+                    Some(f.name().clone()),
+                    Some(datatype.to_string()),
+                    arraysize,
+                    None,
+                    meta("description"),
+                    None,
+                    meta("unit"),
+                    meta("ucd"),
+                ],
+                vec![
+                    size,
+                    Some(0),
+                    Some(1),
+                    Some(i32::from(*standard)),
+                    Some(i as i32),
+                ],
+            ));
+        }
+    }
+    let rows: [Vec<Row>; 5] = [schema_rows, table_rows, column_rows, vec![], vec![]];
+    LAYOUTS
+        .iter()
+        .zip(rows)
+        .map(|((name, text, ints), rows)| Ok((*name, mem(batch(text, ints, rows)?)?)))
+        .collect()
+}
+
+type Row = (Vec<Option<String>>, Vec<Option<i32>>);
 
 /// The VOTable datatype and arraysize of an Arrow type (VOTable 1.4 §2.1). Unsigned types
 /// widen to the next signed one; 64-bit unsigned values go out as text, since VOTable has no
@@ -130,23 +182,15 @@ pub fn votable_type(t: &DataType) -> (&'static str, Option<String>) {
 }
 
 /// A batch of string columns then int columns, one row per `(strings, ints)`.
-fn batch(
-    text: &[&str],
-    ints: &[&str],
-    rows: Vec<(Vec<Option<String>>, Vec<i32>)>,
-) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = text
-        .iter()
-        .map(|n| Field::new(*n, DataType::Utf8, true))
-        .collect();
-    fields.extend(ints.iter().map(|n| Field::new(*n, DataType::Int32, false)));
+fn batch(text: &[&str], ints: &[&str], rows: Vec<Row>) -> Result<RecordBatch> {
+    let fields = layout_fields(text, ints);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.len());
     for k in 0..text.len() {
         let column: StringArray = rows.iter().map(|(s, _)| s[k].clone()).collect();
         arrays.push(Arc::new(column));
     }
     for k in 0..ints.len() {
-        let column: Int32Array = rows.iter().map(|(_, i)| Some(i[k])).collect();
+        let column: Int32Array = rows.iter().map(|(_, i)| i[k]).collect();
         arrays.push(Arc::new(column));
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)

@@ -225,6 +225,65 @@ async fn cone_index_is_cached_on_disk_and_reused() {
 }
 
 #[tokio::test]
+async fn uploaded_tables_cross_match_and_stay_out_of_tap_schema() {
+    use datafusion::arrow::array::{Float64Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    let cat = catalogue();
+    // The user's targets: a few catalogue positions nudged by 1″, and one far from all.
+    let picks = [3usize, 7, 11, 1001, 1503];
+    let nudge = 1.0 / 3600.0;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("tid", DataType::Int64, false),
+        Field::new("ra", DataType::Float64, false),
+        Field::new("dec", DataType::Float64, false),
+    ]));
+    let mut tid: Vec<i64> = picks.iter().map(|&i| 100 + i as i64).collect();
+    let mut ra: Vec<f64> = picks.iter().map(|&i| cat[i].1).collect();
+    let mut dec: Vec<f64> = picks
+        .iter()
+        .map(|&i| (cat[i].2 + nudge).min(90.0))
+        .collect();
+    tid.push(999);
+    ra.push(180.0);
+    dec.push(45.0);
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(tid)),
+            Arc::new(Float64Array::from(ra)),
+            Arc::new(Float64Array::from(dec)),
+        ],
+    )
+    .unwrap();
+    engine.register_upload("Mine", schema, vec![batch]).unwrap();
+    let r = 2.0 / 3600.0;
+    let q = format!("SELECT u.tid, c.id FROM TAP_UPLOAD.mine AS u JOIN test.fcat AS c ON DISTANCE(u.ra, u.dec, c.ra, c.dec) < {r}");
+    let mut expected: Vec<(Option<i64>, Option<i64>)> = Vec::new();
+    for (k, &i) in picks.iter().enumerate() {
+        let (a, d) = (cat[i].1, (cat[i].2 + nudge).min(90.0));
+        for c in &cat {
+            if within(a, d, c.1, c.2, r) {
+                expected.push((Some(100 + picks[k] as i64), Some(c.0)));
+            }
+        }
+    }
+    expected.sort();
+    assert!(expected.len() >= picks.len());
+    assert_eq!(pairs(&engine.query(&q).await.unwrap()), expected);
+    let listed = engine
+        .query("SELECT COUNT(*) AS n FROM tap_schema.tables WHERE schema_name = 'tap_upload'")
+        .await
+        .unwrap();
+    assert_eq!(listed[0].column(0).as_primitive::<Int64Type>().value(0), 0);
+    assert!(engine
+        .register_upload("bad name;", listed[0].schema(), vec![])
+        .is_err());
+}
+
+#[tokio::test]
 async fn crossmatch_join_equals_brute_force() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path()).await;
