@@ -1,7 +1,11 @@
 //! A FITS binary table as a DataFusion table, read in place through `insitu-engine`, with
 //! cone searches pushed down to a HEALPix index built on first use.
+//!
+//! A scan is a few partitions of row ranges (or of the index's candidate rows), each read
+//! batch by batch as DataFusion pulls it: memory stays at a few batches, whatever the table.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -12,11 +16,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use futures::StreamExt;
 use insitu_engine::fits::bintable::BinTable;
 use insitu_engine::fits::FitsFile;
 
@@ -29,7 +36,7 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// The first binary table of a FITS file. Only the columns a query asks for are converted
 /// (projection pushdown); the rest of each row is never touched.
 pub struct FitsTable {
-    file: FitsFile,
+    file: Arc<FitsFile>,
     hdu: usize,
     /// FITS column index of each Arrow field.
     columns: Vec<usize>,
@@ -61,7 +68,7 @@ impl FitsTable {
             (table.arrow_columns(), table.arrow_schema())
         };
         Ok(FitsTable {
-            file,
+            file: Arc::new(file),
             hdu,
             columns,
             schema,
@@ -233,7 +240,7 @@ impl TableProvider for FitsTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -252,19 +259,158 @@ impl TableProvider for FitsTable {
         };
         // With a cone among the filters only the index's candidates are read; otherwise the
         // first `limit` rows (a limit comes only when no filter is left to apply).
-        let rows: Vec<usize> = match filters.iter().find_map(|f| self.cone(f)) {
+        let parts = state.config().target_partitions().max(1);
+        let rows = match filters.iter().find_map(|f| self.cone(f)) {
             Some(cone) => {
-                self.index(&table, cone.ra, cone.dec)?
-                    .candidates(cone.ra0, cone.dec0, cone.radius)
+                let list = self.index(&table, cone.ra, cone.dec)?.candidates(
+                    cone.ra0,
+                    cone.dec0,
+                    cone.radius,
+                );
+                let len = list.len();
+                Rows::List(Arc::new(list), 0..len)
             }
-            None => (0..limit.map_or(table.rows(), |l| l.min(table.rows()))).collect(),
+            None => Rows::Range(0..limit.map_or(table.rows(), |l| l.min(table.rows()))),
         };
-        // Two partitions so both cores share the work downstream.
-        let mut partitions = vec![Vec::new(), Vec::new()];
-        for (k, chunk) in rows.chunks(BATCH_ROWS).enumerate() {
-            let batch = table.record_batch_rows(&wanted, chunk)?;
-            partitions[k % 2].push(batch.with_schema(schema.clone())?);
+        let partitions: Vec<Arc<dyn PartitionStream>> = rows
+            .split(parts)
+            .into_iter()
+            .map(|rows| {
+                Arc::new(FitsPartition {
+                    file: self.file.clone(),
+                    hdu: self.hdu,
+                    columns: wanted.clone(),
+                    schema: schema.clone(),
+                    rows,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            partitions,
+            None,
+            [],
+            false,
+            None,
+        )?))
+    }
+}
+
+/// Which rows of the table a partition reads.
+#[derive(Debug, Clone)]
+enum Rows {
+    Range(Range<usize>),
+    /// `list[span]` of sorted row numbers (the list shared by all partitions).
+    List(Arc<Vec<usize>>, Range<usize>),
+}
+
+impl Rows {
+    /// About equal contiguous parts (at least one, none empty unless all are).
+    fn split(self, parts: usize) -> Vec<Rows> {
+        self.chunks(self.len().div_ceil(parts.max(1)).max(1))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rows::Range(r) | Rows::List(_, r) => r.len(),
         }
-        Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)
+    }
+
+    /// Consecutive pieces of at most `size` rows (one empty piece for no rows).
+    fn chunks(&self, size: usize) -> Vec<Rows> {
+        let (Rows::Range(r) | Rows::List(_, r)) = self;
+        let pieces = (r.start..r.end)
+            .step_by(size)
+            .map(|s| s..(s + size).min(r.end));
+        let pieces: Vec<Rows> = match self {
+            Rows::Range(_) => pieces.map(Rows::Range).collect(),
+            Rows::List(list, _) => pieces.map(|p| Rows::List(list.clone(), p)).collect(),
+        };
+        if pieces.is_empty() {
+            vec![Rows::Range(0..0)]
+        } else {
+            pieces
+        }
+    }
+}
+
+/// One partition of a scan: its rows read `BATCH_ROWS` at a time, when pulled.
+struct FitsPartition {
+    file: Arc<FitsFile>,
+    hdu: usize,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    rows: Rows,
+}
+
+impl std::fmt::Debug for FitsPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FitsPartition({}[{}], {} rows)",
+            self.file.path().display(),
+            self.hdu,
+            self.rows.len()
+        )
+    }
+}
+
+impl PartitionStream for FitsPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (file, hdu, columns, schema) = (
+            self.file.clone(),
+            self.hdu,
+            self.columns.clone(),
+            self.schema.clone(),
+        );
+        let chunks = self.rows.chunks(BATCH_ROWS);
+        let batches = futures::stream::iter(chunks).map(move |chunk| {
+            let table = file
+                .table(Some(hdu))
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let batch = match chunk {
+                Rows::Range(r) => table.record_batch(&columns, r)?,
+                Rows::List(list, span) => table.record_batch_rows(&columns, &list[span])?,
+            };
+            Ok(batch.with_schema(schema.clone())?)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_of(pieces: &[Rows]) -> Vec<usize> {
+        pieces
+            .iter()
+            .flat_map(|p| match p {
+                Rows::Range(r) => r.clone().collect::<Vec<_>>(),
+                Rows::List(list, span) => list[span.clone()].to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partitions_and_batches_cover_every_row_once() {
+        for n in [0, 1, 5, BATCH_ROWS - 1, BATCH_ROWS + 1, 3 * BATCH_ROWS + 7] {
+            for parts in [1, 2, 3] {
+                let whole = Rows::Range(10..10 + n);
+                let split = whole.split(parts);
+                assert!(split.len() <= parts.max(1));
+                let batches: Vec<Rows> = split.iter().flat_map(|p| p.chunks(BATCH_ROWS)).collect();
+                assert!(batches.iter().all(|b| b.len() <= BATCH_ROWS));
+                assert_eq!(rows_of(&batches), (10..10 + n).collect::<Vec<_>>());
+                let list: Vec<usize> = (0..n).map(|i| 3 * i + 1).collect();
+                let listed = Rows::List(Arc::new(list.clone()), 0..n).split(parts);
+                let batches: Vec<Rows> = listed.iter().flat_map(|p| p.chunks(BATCH_ROWS)).collect();
+                assert_eq!(rows_of(&batches), list);
+            }
+        }
     }
 }
