@@ -106,7 +106,12 @@ impl AdqlEngine {
                 .map_err(|e| table_error(e.strip_backtrace()))?;
         } else if lower.ends_with(".parquet") {
             self.ctx
-                .register_parquet(qualified.as_str(), &path_str, ParquetReadOptions::default())
+                .register_parquet(
+                    qualified.as_str(),
+                    &path_str,
+                    // Keep the field metadata: units, UCDs and descriptions.
+                    ParquetReadOptions::default().skip_metadata(false),
+                )
                 .await
                 .map_err(|e| table_error(e.strip_backtrace()))?;
         } else if lower.ends_with(".csv") {

@@ -88,6 +88,10 @@ def test_output_file_formats_round_trip(tmp_path, insitu):
     run_ok("query", "--table", f"m.t={path}", "--format", "parquet", "-o", str(pq), adql)
     assert pq.read_bytes()[:4] == b"PAR1"
     assert query_csv("--table", f"p.q={pq}", "SELECT name, ra, i16 FROM p.q ORDER BY name") == want
+    # Units travel with the Parquet field metadata into TAP_SCHEMA.
+    units = query_csv("--table", f"p.q={pq}",
+                      "SELECT column_name, unit FROM tap_schema.columns WHERE table_name = 'p.q' ORDER BY column_name")
+    assert {r["column_name"]: r["unit"] for r in units} == {"i16": "", "name": "", "ra": "deg"}
     # CSV to a file equals CSV on stdout; no temporary left beside it.
     out = tmp_path / "out.csv"
     run_ok("query", "--table", f"m.t={path}", "--format", "csv", "-o", str(out), adql)
