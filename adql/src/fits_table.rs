@@ -15,14 +15,21 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::ScalarValue;
+use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
 use futures::StreamExt;
 use insitu_engine::fits::bintable::BinTable;
 use insitu_engine::fits::FitsFile;
@@ -272,27 +279,111 @@ impl TableProvider for FitsTable {
             }
             None => Rows::Range(0..limit.map_or(table.rows(), |l| l.min(table.rows()))),
         };
-        let partitions: Vec<Arc<dyn PartitionStream>> = rows
+        let partitions: Vec<FitsPartition> = rows
             .split(parts)
             .into_iter()
-            .map(|rows| {
-                Arc::new(FitsPartition {
-                    file: self.file.clone(),
-                    hdu: self.hdu,
-                    columns: wanted.clone(),
-                    schema: schema.clone(),
-                    rows,
-                }) as Arc<dyn PartitionStream>
+            .map(|rows| FitsPartition {
+                file: self.file.clone(),
+                hdu: self.hdu,
+                columns: wanted.clone(),
+                schema: schema.clone(),
+                rows,
             })
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
+        Ok(Arc::new(FitsScanExec::new(schema, partitions)))
+    }
+}
+
+/// The scan of a FITS table: partitions read lazily, with their row counts as statistics
+/// (so the join planner can put the smaller table on the build side).
+#[derive(Debug)]
+struct FitsScanExec {
+    partitions: Vec<FitsPartition>,
+    properties: Arc<PlanProperties>,
+}
+
+impl FitsScanExec {
+    fn new(schema: SchemaRef, partitions: Vec<FitsPartition>) -> FitsScanExec {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(partitions.len()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        FitsScanExec {
             partitions,
-            None,
-            [],
-            false,
-            None,
-        )?))
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for FitsScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let rows: usize = self.partitions.iter().map(|p| p.rows.len()).sum();
+        match self.partitions.first() {
+            Some(p) => write!(
+                f,
+                "FitsScanExec: {}[{}], {rows} rows in {} partitions",
+                p.file.path().display(),
+                p.hdu,
+                self.partitions.len()
+            ),
+            None => write!(f, "FitsScanExec: empty"),
+        }
+    }
+}
+
+impl ExecutionPlan for FitsScanExec {
+    fn name(&self) -> &str {
+        "FitsScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let p = self.partitions.get(partition).ok_or_else(|| {
+            DataFusionError::Internal(format!("FitsScanExec has no partition {partition}"))
+        })?;
+        Ok(p.stream())
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let rows: usize = match args.partition() {
+            Some(i) => self.partitions.get(i).map_or(0, |p| p.rows.len()),
+            None => self.partitions.iter().map(|p| p.rows.len()).sum(),
+        };
+        let mut stats = Statistics::new_unknown(&self.schema());
+        // Index candidates are a superset of what the filter keeps.
+        stats.num_rows = Precision::Inexact(rows);
+        Ok(Arc::new(stats))
     }
 }
 
@@ -355,12 +446,8 @@ impl std::fmt::Debug for FitsPartition {
     }
 }
 
-impl PartitionStream for FitsPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+impl FitsPartition {
+    fn stream(&self) -> SendableRecordBatchStream {
         let (file, hdu, columns, schema) = (
             self.file.clone(),
             self.hdu,
