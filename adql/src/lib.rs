@@ -219,9 +219,31 @@ impl AdqlEngine {
 
     /// Runs one ADQL query: the result's schema (also when no row comes back) and its rows.
     pub async fn run(&self, adql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.run_limited(adql, usize::MAX).await
+    }
+
+    /// Runs one ADQL query and keeps at most `rows` rows of its result (a TAP MAXREC): the
+    /// limit is planned into the query, so no more is computed than needed.
+    pub async fn run_limited(
+        &self,
+        adql: &str,
+        rows: usize,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let sql = rewrite::to_datafusion_sql(adql)?;
-        let frame = self.ctx.sql(&sql).await?;
+        let mut frame = self.ctx.sql(&sql).await?;
+        if rows != usize::MAX {
+            frame = frame.limit(0, Some(rows))?;
+        }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         Ok((schema, frame.collect().await?))
+    }
+
+    /// The registered tables and TAP_SCHEMA's own, as TAP_SCHEMA describes them.
+    pub fn tables(&self) -> Result<Vec<tap_schema::TableInfo>> {
+        let registered = self
+            .registered
+            .lock()
+            .map_err(|_| Error::Execution("table registry poisoned".into()))?;
+        Ok(tap_schema::with_own_tables(&registered))
     }
 }

@@ -424,7 +424,7 @@ struct Probing {
     job: Arc<Job>,
     build: Arc<BuildSide>,
     probe: SendableRecordBatchStream,
-    current: Option<ProbeBatch>,
+    current: Option<Box<ProbeBatch>>,
 }
 
 /// A probe batch being joined, and how far.
@@ -432,7 +432,75 @@ struct ProbeBatch {
     batch: RecordBatch,
     ra: Vec<f64>,
     dec: Vec<f64>,
-    next_row: usize,
+    /// Row numbers in declination-zone order, so consecutive lookups touch the same zones.
+    order: Vec<u32>,
+    /// How far into `order` the candidate search has gone.
+    next: usize,
+    /// Probe rows looked up per parallel slice, adapted to keep slices near
+    /// [`BATCH_PAIRS`] candidates.
+    slice: usize,
+    /// Candidate pairs found and not yet filtered, and how far they have been.
+    pending: (Vec<u32>, Vec<u32>, usize),
+    /// Which probe rows matched (right and full joins pad the others at the end).
+    matched: Vec<bool>,
+    padded: bool,
+}
+
+impl ProbeBatch {
+    fn new(batch: RecordBatch, (ra, dec): (usize, usize), zones: &Zones) -> Result<ProbeBatch> {
+        let (ra, dec) = (degrees(batch.column(ra))?, degrees(batch.column(dec))?);
+        let mut keyed: Vec<(u32, u32)> = (0..batch.num_rows())
+            .filter_map(|row| Some((zones.zone_key(dec[row]), u32::try_from(row).ok()?)))
+            .collect();
+        keyed.sort_unstable();
+        Ok(ProbeBatch {
+            matched: vec![false; batch.num_rows()],
+            batch,
+            ra,
+            dec,
+            order: keyed.into_iter().map(|(_, row)| row).collect(),
+            next: 0,
+            slice: 4096,
+            pending: (Vec::new(), Vec::new(), 0),
+            padded: false,
+        })
+    }
+
+    /// Looks up the candidates of the next slice of probe rows, in parallel.
+    fn search(&mut self, zones: &Zones) {
+        let end = (self.next + self.slice).min(self.order.len());
+        let (ra, dec) = (&self.ra, &self.dec);
+        let parts: Vec<(Vec<u32>, Vec<u32>)> = self.order[self.next..end]
+            .par_chunks(1024)
+            .map(|rows| {
+                let (mut b, mut p, mut found) = (Vec::new(), Vec::new(), Vec::new());
+                for &row in rows {
+                    found.clear();
+                    zones.candidates(ra[row as usize], dec[row as usize], &mut found);
+                    b.extend_from_slice(&found);
+                    p.extend(std::iter::repeat_n(row, found.len()));
+                }
+                (b, p)
+            })
+            .collect();
+        self.next = end;
+        let total: usize = parts.iter().map(|p| p.0.len()).sum();
+        let (mut b, mut p) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        for (pb, pp) in parts {
+            b.extend(pb);
+            p.extend(pp);
+        }
+        self.pending = (b, p, 0);
+        // Aim the next slice at a few batches of candidates: dense matches stay bounded in
+        // memory, sparse ones keep the slices long enough to share out.
+        self.slice = if total > 4 * BATCH_PAIRS {
+            (self.slice / 2).max(64)
+        } else if total < BATCH_PAIRS {
+            (self.slice * 2).min(1 << 16)
+        } else {
+            self.slice
+        };
+    }
 }
 
 impl Step {
@@ -468,13 +536,12 @@ impl Step {
             match probing.probe.next().await {
                 Some(batch) => {
                     let batch = batch?;
-                    let (ra, dec) = probing.job.cross_match.probe;
-                    probing.current = Some(ProbeBatch {
-                        ra: degrees(batch.column(ra))?,
-                        dec: degrees(batch.column(dec))?,
+                    let columns = probing.job.cross_match.probe;
+                    probing.current = Some(Box::new(ProbeBatch::new(
                         batch,
-                        next_row: 0,
-                    });
+                        columns,
+                        &probing.build.zones,
+                    )?));
                 }
                 None => {
                     let build = probing.build;
@@ -507,47 +574,51 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 }
 
 impl Job {
-    /// Joins the next rows of `probe` until about [`BATCH_PAIRS`] candidate pairs are
-    /// gathered; the output batch of those rows, or `None` when the batch is done.
+    /// The next output batch of `probe`'s rows (about [`BATCH_PAIRS`] candidate pairs
+    /// filtered at a time), or `None` when the batch is done.
     fn join_some(&self, build: &BuildSide, probe: &mut ProbeBatch) -> Result<Option<RecordBatch>> {
-        let pads_probe = matches!(self.join_type, JoinType::Right | JoinType::Full);
-        let mut candidates = Vec::new();
-        while probe.next_row < probe.batch.num_rows() {
-            let first = probe.next_row;
-            let (mut build_rows, mut probe_rows) = (Vec::new(), Vec::new());
-            while probe.next_row < probe.batch.num_rows() && build_rows.len() < BATCH_PAIRS {
-                let row = probe.next_row;
-                candidates.clear();
-                build.zones.candidates(
-                    probe.ra[row],
-                    probe.dec[row],
-                    self.cross_match.radius,
-                    &mut candidates,
-                );
-                build_rows.extend_from_slice(&candidates);
-                probe_rows.extend(std::iter::repeat_n(row as u32, candidates.len()));
-                probe.next_row += 1;
-            }
-            let (build_rows, probe_rows) =
-                self.matching(build, &probe.batch, build_rows, probe_rows)?;
-            if matches!(self.join_type, JoinType::Left | JoinType::Full) {
-                let mut matched = lock(&build.matched)?;
-                for &r in build_rows.values() {
-                    matched[r as usize] = true;
+        loop {
+            let (b, p, done) = &mut probe.pending;
+            if *done < b.len() {
+                let end = (*done + BATCH_PAIRS).min(b.len());
+                let chunk = (b[*done..end].to_vec(), p[*done..end].to_vec());
+                *done = end;
+                let (build_rows, probe_rows) =
+                    self.matching(build, &probe.batch, chunk.0, chunk.1)?;
+                if matches!(self.join_type, JoinType::Left | JoinType::Full) {
+                    let mut matched = lock(&build.matched)?;
+                    for &r in build_rows.values() {
+                        matched[r as usize] = true;
+                    }
                 }
-            }
-            let (build_rows, probe_rows) = if pads_probe {
-                pad_unmatched_probe_rows(build_rows, probe_rows, first..probe.next_row)
+                for &r in probe_rows.values() {
+                    probe.matched[r as usize] = true;
+                }
+                if !probe_rows.is_empty() {
+                    return self
+                        .output_batch(build, &probe.batch, &build_rows, &probe_rows)
+                        .map(Some);
+                }
+            } else if probe.next < probe.order.len() {
+                probe.search(&build.zones);
+            } else if matches!(self.join_type, JoinType::Right | JoinType::Full) && !probe.padded {
+                // Probe rows without a match, with nulls for the build side's columns.
+                probe.padded = true;
+                let rows: Vec<u32> = (0..probe.batch.num_rows())
+                    .filter(|&r| !probe.matched[r])
+                    .filter_map(|r| u32::try_from(r).ok())
+                    .collect();
+                if !rows.is_empty() {
+                    let nulls = UInt32Array::from(vec![None::<u32>; rows.len()]);
+                    let rows = UInt32Array::from(rows);
+                    return self
+                        .output_batch(build, &probe.batch, &nulls, &rows)
+                        .map(Some);
+                }
             } else {
-                (build_rows, probe_rows)
-            };
-            if !probe_rows.is_empty() {
-                return self
-                    .output_batch(build, &probe.batch, &build_rows, &probe_rows)
-                    .map(Some);
+                return Ok(None);
             }
         }
-        Ok(None)
     }
 
     /// The candidate pairs that pass the join's filter.
@@ -631,27 +702,6 @@ impl Job {
     }
 }
 
-/// Adds a (null, row) pair for each probe row of `rows` without a match, in row order.
-fn pad_unmatched_probe_rows(
-    build_rows: UInt32Array,
-    probe_rows: UInt32Array,
-    rows: std::ops::Range<usize>,
-) -> (UInt32Array, UInt32Array) {
-    let mut matched = vec![false; rows.len()];
-    for &p in probe_rows.values() {
-        matched[p as usize - rows.start] = true;
-    }
-    let mut b: Vec<Option<u32>> = build_rows.iter().collect();
-    let mut p: Vec<Option<u32>> = probe_rows.iter().collect();
-    for (k, m) in matched.iter().enumerate() {
-        if !m {
-            b.push(None);
-            p.push(Some((rows.start + k) as u32));
-        }
-    }
-    (UInt32Array::from(b), UInt32Array::from(p))
-}
-
 /// Build rows sorted by declination zone, then right ascension in [0, 360).
 ///
 /// Zones are at least the radius high, so a circle's rows lie in the zones from `dec - r` to
@@ -659,6 +709,10 @@ fn pad_unmatched_probe_rows(
 /// `asin(sin r / cos dec)` of its centre, or anywhere when the circle holds a pole.
 #[derive(Debug)]
 pub struct Zones {
+    /// The radius searched, widened by a margin far above rounding and far below any radius
+    /// that matters, and its sine.
+    radius: f64,
+    sin_radius: f64,
     height: f64,
     /// `starts[z]..starts[z + 1]` are zone `z`'s entries.
     starts: Vec<u32>,
@@ -694,7 +748,10 @@ impl Zones {
         for z in 0..count {
             starts[z + 1] += starts[z];
         }
+        let r = radius.max(0.0) * (1.0 + 1e-9) + 1e-9;
         Zones {
+            radius: if radius < 0.0 { -1.0 } else { r },
+            sin_radius: r.to_radians().sin(),
             height,
             starts,
             ra: entries.iter().map(|e| e.1).collect(),
@@ -703,11 +760,11 @@ impl Zones {
         }
     }
 
-    /// Appends to `out` the build rows that may lie within `radius` degrees of (ra, dec): a
+    /// Appends to `out` the build rows that may lie within the radius of (ra, dec): a
     /// superset of those that do.
-    pub fn candidates(&self, ra: f64, dec: f64, radius: f64, out: &mut Vec<u32>) {
+    pub fn candidates(&self, ra: f64, dec: f64, out: &mut Vec<u32>) {
         out.extend_from_slice(&self.anywhere);
-        if !(ra.is_finite() && dec.is_finite()) || radius < 0.0 {
+        if !(ra.is_finite() && dec.is_finite()) || self.radius < 0.0 {
             return;
         }
         let count = self.starts.len() - 1;
@@ -715,13 +772,14 @@ impl Zones {
             out.extend_from_slice(&self.rows); // off the sphere: let the filter decide
             return;
         }
-        // A margin far above rounding, far below any radius that matters.
-        let r = radius * (1.0 + 1e-9) + 1e-9;
-        let half_width = if dec.abs() + r >= 90.0 {
+        let r = self.radius;
+        // The circle's RA half-width is asin(sin r / cos dec); s/√(1−s²) = tan(asin s) bounds
+        // it from above without an asin.
+        let s = self.sin_radius / dec.to_radians().cos();
+        let half_width = if dec.abs() + r >= 90.0 || s >= 0.999 {
             180.0
         } else {
-            let s = r.to_radians().sin() / dec.to_radians().cos();
-            s.min(1.0).asin().to_degrees() * (1.0 + 1e-9) + 1e-9
+            (s / (1.0 - s * s).sqrt()).to_degrees() * (1.0 + 1e-9) + 1e-9
         };
         let ra = ra.rem_euclid(360.0);
         let (lo, hi) = (ra - half_width, ra + half_width);
@@ -748,6 +806,17 @@ impl Zones {
                     out.extend_from_slice(&self.rows[start + i..start + j]);
                 }
             }
+        }
+    }
+}
+
+impl Zones {
+    /// A sort key that puts probe rows of one zone together (off-sphere and NaN rows last).
+    fn zone_key(&self, dec: f64) -> u32 {
+        if dec.is_finite() && dec.abs() <= 90.0 {
+            zone(dec, self.height, self.starts.len() - 1) as u32
+        } else {
+            u32::MAX
         }
     }
 }
@@ -788,7 +857,7 @@ mod tests {
             let mut out = Vec::new();
             for p in (0..n).step_by(7) {
                 out.clear();
-                zones.candidates(ra[p], dec[p], radius, &mut out);
+                zones.candidates(ra[p], dec[p], &mut out);
                 out.sort_unstable();
                 for b in 0..n {
                     if angular_distance(ra[b], dec[b], ra[p], dec[p]) <= radius {

@@ -10,6 +10,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 
 /// One registered table, as TAP_SCHEMA describes it.
+#[derive(Debug, Clone)]
 pub struct TableInfo {
     pub schema: String,
     pub table: String,
@@ -80,20 +81,22 @@ fn layout_fields(text: &[&str], ints: &[&str]) -> Vec<Field> {
     fields
 }
 
+/// `registered` followed by the TAP_SCHEMA tables themselves.
+pub fn with_own_tables(registered: &[TableInfo]) -> Vec<TableInfo> {
+    let own = LAYOUTS.iter().map(|(name, text, ints)| TableInfo {
+        schema: "tap_schema".into(),
+        table: name.to_string(),
+        fields: layout_fields(text, ints),
+    });
+    registered.iter().cloned().chain(own).collect()
+}
+
 /// The five TAP_SCHEMA tables, by name, describing `registered` and themselves.
 pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTable>)>> {
-    let own: Vec<TableInfo> = LAYOUTS
+    let everything = with_own_tables(registered);
+    let all: Vec<(&TableInfo, bool)> = everything
         .iter()
-        .map(|(name, text, ints)| TableInfo {
-            schema: "tap_schema".into(),
-            table: name.to_string(),
-            fields: layout_fields(text, ints),
-        })
-        .collect();
-    let all: Vec<(&TableInfo, bool)> = registered
-        .iter()
-        .map(|t| (t, false))
-        .chain(own.iter().map(|t| (t, true)))
+        .map(|t| (t, t.schema == "tap_schema"))
         .collect();
     let mut schemas: Vec<&str> = all.iter().map(|(t, _)| t.schema.as_str()).collect();
     schemas.sort();
