@@ -6,8 +6,9 @@
 //! DataFusion's SQL spell differently (`TOP`, geometry functions as UDFs of [`geometry`]), and
 //! runs it. Identifiers are case-insensitive, as ADQL requires.
 //!
-//! Not built yet (see the ADQL issue): the rest of the geometry functions (BOX, POLYGON,
-//! AREA, …), the HEALPix index and spatial-join operator, TAP_SCHEMA and uploads.
+//! Cone searches on FITS tables use a HEALPix index ([`spatial_index`]); cross-matches run
+//! as a spatial join ([`spatial_join`]); `TAP_SCHEMA` describes what is registered
+//! ([`tap_schema`]); [`AdqlEngine::with_uploads`] gives one query its `TAP_UPLOAD` tables.
 #![forbid(unsafe_code)]
 
 pub mod error;
@@ -174,6 +175,40 @@ impl AdqlEngine {
         self.ctx
             .register_table(qualified.as_str(), Arc::new(provider))?;
         Ok(())
+    }
+
+    /// A session for one query that sees every table of this one plus `uploads` as
+    /// `TAP_UPLOAD.name` (TAP 1.1 §4: an upload lives for its query only). The mission tables
+    /// are shared, not reopened; the uploads are invisible to this engine and other queries.
+    pub fn with_uploads(
+        &self,
+        uploads: Vec<(String, SchemaRef, Vec<RecordBatch>)>,
+    ) -> Result<AdqlEngine> {
+        let registered = self
+            .registered
+            .lock()
+            .map_err(|_| Error::Execution("table registry poisoned".into()))?
+            .clone();
+        let fork = AdqlEngine {
+            registered: Mutex::new(registered),
+            cache: self.cache.clone(),
+            ..AdqlEngine::new()
+        };
+        let missing = || Error::Execution("the default catalog is missing".into());
+        let from = self.ctx.catalog("datafusion").ok_or_else(missing)?;
+        let to = fork.ctx.catalog("datafusion").ok_or_else(missing)?;
+        for name in from.schema_names() {
+            if name == "tap_upload" {
+                continue;
+            }
+            if let Some(schema) = from.schema(&name) {
+                to.register_schema(&name, schema)?;
+            }
+        }
+        for (name, schema, batches) in uploads {
+            fork.register_upload(&name, schema, batches)?;
+        }
+        Ok(fork)
     }
 
     /// Replaces the `TAP_SCHEMA` tables with ones describing `registered`.

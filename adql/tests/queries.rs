@@ -281,6 +281,36 @@ async fn uploaded_tables_cross_match_and_stay_out_of_tap_schema() {
     assert!(engine
         .register_upload("bad name;", listed[0].schema(), vec![])
         .is_err());
+
+    // Per-query sessions: each sees its own TAP_UPLOAD.mine and the mission tables; the
+    // engine and the other session do not see it.
+    let one_row = |tid: i64| {
+        let s = Arc::new(Schema::new(vec![Field::new("tid", DataType::Int64, false)]));
+        let b =
+            RecordBatch::try_new(s.clone(), vec![Arc::new(Int64Array::from(vec![tid]))]).unwrap();
+        (s, b)
+    };
+    let (s1, b1) = one_row(1);
+    let (s2, b2) = one_row(2);
+    let first = engine
+        .with_uploads(vec![("other".into(), s1, vec![b1])])
+        .unwrap();
+    let second = engine
+        .with_uploads(vec![("other".into(), s2, vec![b2])])
+        .unwrap();
+    let q = "SELECT u.tid, COUNT(*) AS n FROM tap_upload.other AS u, test.fcat AS c GROUP BY u.tid";
+    for (session, tid) in [(&first, 1), (&second, 2)] {
+        let got = session.query(q).await.unwrap();
+        assert_eq!(got[0].column(0).as_primitive::<Int64Type>().value(0), tid);
+        assert_eq!(
+            got[0].column(1).as_primitive::<Int64Type>().value(0),
+            cat.len() as i64
+        );
+    }
+    assert!(
+        engine.query(q).await.is_err(),
+        "an upload leaked into the engine"
+    );
 }
 
 #[tokio::test]

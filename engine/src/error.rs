@@ -37,6 +37,10 @@ pub enum Error {
     /// A catalogue row or file that cannot be read.
     #[error("catalogue {path}: {reason}")]
     Catalog { path: PathBuf, reason: String },
+    /// A table that cannot be written as a FITS binary table: a column type, name or
+    /// size FITS cannot hold (the output's own I/O errors are [`Error::Io`]).
+    #[error("FITS table output: {0}")]
+    TableWrite(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

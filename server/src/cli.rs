@@ -20,6 +20,41 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run one ADQL query over FITS binary tables, Parquet or CSV files read in place.
     Query(QueryArgs),
+    /// Serve the tables (and volumes) over HTTP: IVOA TAP 1.1 at /tap, metrics at /metrics.
+    /// With no table and no volume, serves the demo tables.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// A table to serve, as SCHEMA.TABLE=PATH (FITS binary table, .parquet or .csv); repeatable.
+    #[arg(long = "table", value_name = "SCHEMA.TABLE=PATH")]
+    pub tables: Vec<String>,
+    /// A read-only data volume, as NAME=PATH; repeatable.
+    #[arg(long = "volume", value_name = "NAME=PATH")]
+    pub volumes: Vec<String>,
+    /// A TOML file with the same settings (tables, volumes, listen, limits; see
+    /// `serve_config.rs`); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Spatial indexes and demo data. Default: $INSITU_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/insitu, else ~/.cache/insitu.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Async jobs and their results, kept across restarts. Default: $INSITU_STATE_DIR, else
+    /// $XDG_STATE_HOME/insitu, else ~/.local/state/insitu.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The URL clients reach the service at, when behind a proxy (default: from each
+    /// request's Host header).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Async jobs run at the same time.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -29,9 +64,9 @@ pub struct QueryArgs {
     /// A table to query, as SCHEMA.TABLE=PATH (FITS binary table, .parquet or .csv); repeatable.
     #[arg(long = "table", value_name = "SCHEMA.TABLE=PATH")]
     pub tables: Vec<String>,
-    /// Output: CSV with a header line, a VOTable 1.4 document (TABLEDATA), Parquet (needs
-    /// -o), or an aligned text table.
-    #[arg(long, default_value = "csv", value_parser = ["csv", "votable", "parquet", "table"])]
+    /// Output: CSV with a header line, a VOTable 1.4 document (TABLEDATA, or BINARY2 with
+    /// votable-binary2), Parquet or a FITS binary table (both need -o), or an aligned text table.
+    #[arg(long, default_value = "csv", value_parser = ["csv", "votable", "votable-binary2", "parquet", "fits", "table"])]
     pub format: String,
     /// Write the result to this file instead of standard output (written under a temporary
     /// name, renamed once complete).
@@ -127,5 +162,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cutout(args) => crate::cutout_command::run(&args),
         Command::Demo(args) => crate::demo::run(&args),
         Command::Query(args) => crate::query_command::run(&args),
+        Command::Serve(args) => crate::serve_command::run(&args),
     }
 }

@@ -1,16 +1,27 @@
-//! insitu-server: the `insitu` command line, and (next) the HTTP services.
+//! insitu-server: the `insitu` binary and its HTTP services.
 //!
-//! Today it holds the cutout command (`insitu cutout`: one cutout by sky or pixel position,
-//! or bulk cutouts from a catalogue), the demo (`insitu demo`: generates a Euclid-MER-like
-//! mosaic and a catalogue, then cuts it) and `insitu query` (one ADQL query over tables given
-//! on the command line). The TAP, SODA, tensor and datalab services of the
-//! later issues belong here too; the FITS work itself lives in `insitu-engine`.
+//! `insitu serve` ([`serve_command`], configured by [`serve_config`]) answers IVOA TAP 1.1
+//! ([`tap`]: sync queries, async UWS jobs persisted on disk ([`uws`]), uploads, VOSI
+//! ([`vosi`])) with VOTable in and out ([`votable`]), DALI parameters and errors ([`dali`]) and
+//! Prometheus metrics ([`metrics`]); with no table it serves the demo tables ([`demo_tables`]).
+//! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
+//! (a Euclid-MER-like mosaic, cut in bulk) and `insitu query` (one ADQL query over local
+//! files). SODA, tensors and the datalab launcher belong here next; the FITS work lives in
+//! `insitu-engine`, ADQL in `insitu-adql`.
 //!
-//! Main entry points: [`cli::Cli`] and [`cli::run`].
+//! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod cutout_command;
+pub mod dali;
 pub mod demo;
+pub mod demo_tables;
+pub mod metrics;
 pub mod query_command;
+pub mod serve_command;
+pub mod serve_config;
+pub mod tap;
+pub mod uws;
+pub mod vosi;
 pub mod votable;

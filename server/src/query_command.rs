@@ -12,14 +12,15 @@ use insitu_adql::AdqlEngine;
 use insitu_engine::partial_file::PartialFile;
 
 use crate::cli::QueryArgs;
+use crate::votable::{self, Serialization};
 
 pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
     if args.parse_only {
         insitu_adql::parse::check(&args.adql)?;
         return Ok(());
     }
-    if args.format == "parquet" && args.output.is_none() {
-        bail!("--format parquet writes a binary file: give -o OUT");
+    if (args.format == "parquet" || args.format == "fits") && args.output.is_none() {
+        bail!("--format {} writes a binary file: give -o OUT", args.format);
     }
     if let Some(out) = &args.output {
         for spec in &args.tables {
@@ -56,6 +57,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
             let file = PartialFile::create(path)?;
             write(
                 &args.format,
+                &args.adql,
                 &schema,
                 &batches,
                 std::io::BufWriter::new(file.file()),
@@ -65,6 +67,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
         }
         None => write(
             &args.format,
+            &args.adql,
             &schema,
             &batches,
             std::io::BufWriter::new(std::io::stdout()),
@@ -82,6 +85,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn write(
     format: &str,
+    adql: &str,
     schema: &SchemaRef,
     batches: &[RecordBatch],
     mut out: impl Write + Send,
@@ -95,9 +99,18 @@ fn write(
             }
             writer.close()?;
         }
-        "votable" => {
-            let fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-            out.write_all(crate::votable::document(&fields, batches, false).as_bytes())?;
+        "votable" | "votable-binary2" => {
+            let serialization = if format == "votable" {
+                Serialization::TableData
+            } else {
+                Serialization::Binary2
+            };
+            // The query text travels with the result, as TAP services give it (DALI 1.1 §4.4.1).
+            let infos = [("QUERY", adql)];
+            votable::write(&mut out, schema, batches, serialization, &infos, false)?;
+        }
+        "fits" => {
+            insitu_engine::fits::write_bintable(&mut out, schema, batches)?;
         }
         "table" => writeln!(out, "{}", insitu_adql::pretty(batches)?)?,
         _ => {

@@ -1,0 +1,176 @@
+//! `insitu serve`: the HTTP service (TAP today; SODA and tensors next) over the tables and
+//! volumes of the configuration, or over the demo tables when none is given. One log line per
+//! request (tracing), Prometheus metrics at `/metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use insitu_adql::AdqlEngine;
+
+use crate::cli::ServeArgs;
+use crate::metrics::Metrics;
+use crate::serve_config::ServeConfig;
+use crate::tap::{self, AsyncRunner, TapState};
+use crate::uws;
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second init (tests calling run twice) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let config = ServeConfig::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Deeply nested queries recurse in DataFusion's planner.
+        .thread_stack_size(16 << 20)
+        .build()
+        .context("cannot start the server runtime")?;
+    runtime.block_on(serve(config))
+}
+
+/// Opens the tables and the job store, then serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let (router, tables) = app(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        "insitu {} serving {} table(s){} on http://{address}/tap (state in {}, cache in {})",
+        env!("CARGO_PKG_VERSION"),
+        tables,
+        if config.demo { " (demo)" } else { "" },
+        config.state_dir.display(),
+        config.cache_dir.display()
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server stopped")?;
+    tracing::info!("insitu stopped");
+    Ok(())
+}
+
+/// The whole service as a router (tests call it without binding a port), and how many
+/// tables it serves.
+pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
+    let engine = AdqlEngine::new().with_index_cache(config.cache_dir.join("index"));
+    let tables = if config.demo {
+        crate::demo_tables::ensure(&config.cache_dir)?
+    } else {
+        config.tables.clone()
+    };
+    for (name, path) in &tables {
+        engine
+            .register(name, path)
+            .await
+            .with_context(|| format!("table {name} ({})", path.display()))?;
+    }
+    for (name, path) in &config.volumes {
+        tracing::info!("volume {name}: {} (read-only)", path.display());
+    }
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(TapState {
+        engine,
+        config: config.tap.clone(),
+        metrics: metrics.clone(),
+    });
+    let jobs = uws::Jobs::open(
+        uws::UwsConfig {
+            dir: config.state_dir.join("tap-jobs"),
+            workers: config.async_workers,
+            default_execution_duration: config.tap.async_timeout.as_secs(),
+            max_execution_duration: config.tap.async_timeout_max.as_secs(),
+            default_destruction: config.tap.retention,
+        },
+        Arc::new(AsyncRunner {
+            state: state.clone(),
+        }),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the job store in {}",
+            config.state_dir.display()
+        )
+    })?;
+    let router = Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics.clone())
+        .merge(tap::routes(state, jobs))
+        .layer(middleware::from_fn_with_state(metrics, log_request));
+    Ok((router, tables.len()))
+}
+
+/// One log line and one metrics count per request.
+async fn log_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.request(&route, status);
+    tracing::info!(
+        "{method} {uri} {status} {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    response
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "insitu: bring your questions to the data\n\n\
+         /tap            IVOA TAP 1.1 (sync, async, capabilities, availability, tables)\n\
+         /metrics        Prometheus metrics\n",
+    )
+        .into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
