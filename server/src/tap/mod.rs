@@ -4,7 +4,7 @@
 //!
 //! Parameters follow TAP 1.1 §2.3 and DALI: names are case-insensitive, `REQUEST=doQuery` is
 //! optional, `LANG` is `ADQL` (also `ADQL-2.0`, `ADQL-2.1`), `RESPONSEFORMAT` (or `FORMAT`)
-//! picks the output ([`format`]), `MAXREC` caps the rows (with `QUERY_STATUS=OVERFLOW` when
+//! picks the output ([`mod@format`]), `MAXREC` caps the rows (with `QUERY_STATUS=OVERFLOW` when
 //! the result was cut) and `UPLOAD` names uploaded tables ([`upload`]). Errors are VOTable
 //! documents with `QUERY_STATUS=ERROR`: 400 for a bad request or query, 413 for an upload over
 //! the limits, 500 for a failure of the service.

@@ -4,7 +4,7 @@
 //! Field types follow VOTable 1.4 §2.1 through [`insitu_adql::tap_schema::votable_type`], so
 //! a result's FIELDs match what TAP_SCHEMA says of its columns; units, UCDs, utypes, xtypes
 //! and descriptions travel in the Arrow field metadata (`unit`, `ucd`, `utype`, `xtype`,
-//! `description`) both ways. [`write`] streams a result batch by batch; [`read`] turns the
+//! `description`) both ways. [`write()`] streams a result batch by batch; [`read`] turns the
 //! first TABLE of a document into Arrow batches for TAP 1.1 table uploads, refusing what
 //! an upload cannot hold (arrays, more rows than the limit) with a [`VotableError`] that names
 //! the FIELD and row.
