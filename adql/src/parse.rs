@@ -878,8 +878,8 @@ fn value(e: &Expr) -> ControlFlow<Error> {
     }
 }
 
-/// SQL-92 reserved words (as ADQL 2.1 §2.1.2 lists them) and ADQL's own.
-fn is_reserved(word: &str) -> bool {
+/// Whether `word` is an SQL-92 reserved word (as ADQL 2.1 §2.1.2 lists them) or ADQL's own.
+pub fn is_reserved(word: &str) -> bool {
     const RESERVED: &[&str] = &[
         "ABS",
         "ABSOLUTE",

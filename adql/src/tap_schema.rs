@@ -81,6 +81,59 @@ fn layout_fields(text: &[&str], ints: &[&str]) -> Vec<Field> {
     fields
 }
 
+/// How ADQL names a column: as is when it is a regular identifier, else as a delimited one
+/// (TAP 1.1 §4.3: TAP_SCHEMA.columns' own `size` is listed as `"size"`, since SIZE is reserved).
+pub fn adql_name(name: &str) -> String {
+    let regular = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !crate::parse::is_reserved(name);
+    if regular {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// TAP_SCHEMA's foreign keys (TAP 1.1 §4.4, §4.5): (key_id, from, target, from column,
+/// target column).
+pub const OWN_KEYS: [(&str, &str, &str, &str, &str); 5] = [
+    (
+        "tap_schema_tables_schema",
+        "tables",
+        "schemas",
+        "schema_name",
+        "schema_name",
+    ),
+    (
+        "tap_schema_columns_table",
+        "columns",
+        "tables",
+        "table_name",
+        "table_name",
+    ),
+    (
+        "tap_schema_keys_from",
+        "keys",
+        "tables",
+        "from_table",
+        "table_name",
+    ),
+    (
+        "tap_schema_keys_target",
+        "keys",
+        "tables",
+        "target_table",
+        "table_name",
+    ),
+    (
+        "tap_schema_key_columns_key",
+        "key_columns",
+        "keys",
+        "key_id",
+        "key_id",
+    ),
+];
+
 /// `registered` followed by the TAP_SCHEMA tables themselves.
 pub fn with_own_tables(registered: &[TableInfo]) -> Vec<TableInfo> {
     let own = LAYOUTS.iter().map(|(name, text, ints)| TableInfo {
@@ -138,7 +191,7 @@ pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTabl
             column_rows.push((
                 vec![
                     Some(format!("{}.{}", t.schema, t.table)),
-                    Some(f.name().clone()),
+                    Some(adql_name(f.name())),
                     Some(datatype.to_string()),
                     arraysize,
                     None,
@@ -157,7 +210,42 @@ pub fn tables(registered: &[TableInfo]) -> Result<Vec<(&'static str, Arc<MemTabl
             ));
         }
     }
-    let rows: [Vec<Row>; 5] = [schema_rows, table_rows, column_rows, vec![], vec![]];
+    let qualified = |t: &str| Some(format!("tap_schema.{t}"));
+    let key_rows = OWN_KEYS
+        .iter()
+        .map(|(id, from, target, _, _)| {
+            (
+                vec![
+                    Some(id.to_string()),
+                    qualified(from),
+                    qualified(target),
+                    None,
+                    None,
+                ],
+                vec![],
+            )
+        })
+        .collect();
+    let key_column_rows = OWN_KEYS
+        .iter()
+        .map(|(id, _, _, from, target)| {
+            (
+                vec![
+                    Some(id.to_string()),
+                    Some(from.to_string()),
+                    Some(target.to_string()),
+                ],
+                vec![],
+            )
+        })
+        .collect();
+    let rows: [Vec<Row>; 5] = [
+        schema_rows,
+        table_rows,
+        column_rows,
+        key_rows,
+        key_column_rows,
+    ];
     LAYOUTS
         .iter()
         .zip(rows)

@@ -77,13 +77,20 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
         if req.method() != Method::POST && req.method() != Method::PUT {
             return Ok(params);
         }
-        let content_type = req
+        let original = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("application/x-www-form-urlencoded")
-            .to_ascii_lowercase();
+            .to_string();
+        let content_type = original.to_ascii_lowercase();
         if content_type.starts_with("multipart/form-data") {
+            let mut req = req;
+            if let Some(fixed) = quoted_boundary(&original) {
+                if let Ok(value) = header::HeaderValue::from_str(&fixed) {
+                    req.headers_mut().insert(header::CONTENT_TYPE, value);
+                }
+            }
             let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
                 error(
                     e.status(),
@@ -154,6 +161,16 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
         }
         Ok(params)
     }
+}
+
+/// The multipart Content-Type with its boundary quoted. Python's email package (astroquery's
+/// uploads) sends boundaries such as `===============123==` unquoted, which RFC 2045 only
+/// allows quoted; quoting them loses nothing, since RFC 2046 boundaries hold no `"` or `;`.
+fn quoted_boundary(content_type: &str) -> Option<String> {
+    let at = content_type.to_ascii_lowercase().find("boundary=")?;
+    let rest = content_type.get(at + "boundary=".len()..)?;
+    let boundary = rest.split(';').next()?.trim().trim_matches('"');
+    (!boundary.is_empty()).then(|| format!("multipart/form-data; boundary=\"{boundary}\""))
 }
 
 /// A DALI error document (VOTable with `QUERY_STATUS=ERROR` and the message) with `status`.

@@ -20,6 +20,9 @@ use crate::serve_config::ServeConfig;
 use crate::tap::{self, AsyncRunner, TapState};
 use crate::uws;
 
+/// How long a stopping server waits for open connections.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -36,7 +39,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .thread_stack_size(16 << 20)
         .build()
         .context("cannot start the server runtime")?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // Jobs still running are re-queued at the next start: do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 /// Opens the tables and the job store, then serves until Ctrl-C or SIGTERM.
@@ -54,10 +60,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.state_dir.display(),
         config.cache_dir.display()
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the server stopped")?;
+    // On SIGTERM/Ctrl-C stop accepting, let requests in flight finish, but do not wait on
+    // idle keep-alive connections for more than SHUTDOWN_GRACE.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing requests in flight");
+        signalled.notify_one();
+    });
+    tokio::select! {
+        result = server => result.context("the server stopped")?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!(
+            "connections still open {} s after the stop signal: closing them",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
     tracing::info!("insitu stopped");
     Ok(())
 }
@@ -113,7 +134,7 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
     Ok((router, tables.len()))
 }
 
-/// One log line and one metrics count per request.
+/// One log line and one metrics count per request, and the `Server` header.
 async fn log_request(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
@@ -126,7 +147,11 @@ async fn log_request(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::SERVER,
+        header::HeaderValue::from_static(concat!("insitu/", env!("CARGO_PKG_VERSION"))),
+    );
     let status = response.status().as_u16();
     metrics.request(&route, status);
     tracing::info!(

@@ -24,6 +24,7 @@
 //! retention_days = 7
 //! upload_bytes = 67108864
 //! upload_rows = 1000000
+//! upload_urls = true                                 # fetch UPLOAD=name,http://… tables
 //! ```
 
 use std::collections::BTreeMap;
@@ -64,6 +65,9 @@ pub struct Limits {
     pub retention_days: u64,
     pub upload_bytes: usize,
     pub upload_rows: usize,
+    /// Fetch `UPLOAD=name,http://…` tables (TAP 1.1 asks for it; turn off where the service
+    /// must not reach other hosts).
+    pub upload_urls: bool,
 }
 
 impl Default for Limits {
@@ -78,6 +82,7 @@ impl Default for Limits {
             retention_days: 7,
             upload_bytes: 64 << 20,
             upload_rows: 1_000_000,
+            upload_urls: true,
         }
     }
 }
@@ -170,6 +175,7 @@ impl ServeConfig {
             upload: UploadLimits {
                 max_bytes: l.upload_bytes,
                 max_rows: l.upload_rows,
+                urls: l.upload_urls,
             },
             async_timeout: Duration::from_secs(l.async_seconds),
             async_timeout_max: Duration::from_secs(l.async_seconds_max.max(l.async_seconds)),

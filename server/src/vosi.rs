@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use insitu_adql::tap_schema::{votable_type, TableInfo};
+use insitu_adql::tap_schema::{adql_name, votable_type, TableInfo, OWN_KEYS};
 
 use crate::tap::format::FORMATS;
 use crate::tap::TapConfig;
@@ -98,12 +98,17 @@ pub fn capabilities(base: &str, config: &TapConfig) -> String {
     }
     let _ = writeln!(
         out,
-        "<uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-inline\"/>\n\
+        "<uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-inline\"/>\n{}\
          <retentionPeriod><default>{retention}</default><hard>{retention}</hard></retentionPeriod>\n\
          <executionDuration><default>{}</default><hard>{}</hard></executionDuration>\n\
          <outputLimit><default unit=\"row\">{}</default><hard unit=\"row\">{}</hard></outputLimit>\n\
          <uploadLimit><hard unit=\"byte\">{}</hard></uploadLimit>\n\
          </capability>",
+        if config.upload.urls {
+            "<uploadMethod ivo-id=\"ivo://ivoa.net/std/TAPRegExt#upload-http\"/>\n"
+        } else {
+            ""
+        },
         config.async_timeout.as_secs(),
         config.async_timeout_max.as_secs(),
         config.default_maxrec,
@@ -156,7 +161,7 @@ pub fn tableset(tables: &[TableInfo]) -> String {
             );
             for f in &t.fields {
                 let meta = |k: &str| f.metadata().get(k).filter(|v| !v.is_empty());
-                let _ = write!(out, "<column><name>{}</name>", xml(f.name()));
+                let _ = write!(out, "<column><name>{}</name>", xml(&adql_name(f.name())));
                 if let Some(d) = meta("description") {
                     let _ = write!(out, "<description>{}</description>", xml(d));
                 }
@@ -174,6 +179,18 @@ pub fn tableset(tables: &[TableInfo]) -> String {
                     out,
                     "<dataType xsi:type=\"vs:VOTableType\"{size}>{datatype}</dataType></column>"
                 );
+            }
+            if t.schema == "tap_schema" {
+                for (_, from, target, from_column, target_column) in OWN_KEYS {
+                    if from == t.table {
+                        let _ = writeln!(
+                            out,
+                            "<foreignKey><targetTable>tap_schema.{target}</targetTable>\
+                             <fkColumn><fromColumn>{from_column}</fromColumn>\
+                             <targetColumn>{target_column}</targetColumn></fkColumn></foreignKey>"
+                        );
+                    }
+                }
             }
             out.push_str("</table>\n");
         }

@@ -242,8 +242,15 @@ async fn bad_requests_get_dali_errors() {
         ("/tap/sync?LANG=SQL&QUERY=SELECT%201".to_string(), "LANG"),
         ("/tap/sync?LANG=ADQL".to_string(), "QUERY"),
         (
-            sync_uri("SELECT id FROM t.cat", "&UPLOAD=x,http://example.org/x.xml"),
+            sync_uri(
+                "SELECT id FROM t.cat",
+                "&UPLOAD=x,https://example.org/x.xml",
+            ),
             "URL",
+        ),
+        (
+            sync_uri("SELECT id FROM t.cat", "&UPLOAD=x,http://127.0.0.1:9/x.csv"),
+            "cannot fetch",
         ),
         (
             sync_uri("SELECT id FROM t.cat", "&UPLOAD=x,param:missing"),
@@ -333,6 +340,22 @@ async fn uploads_cross_match_and_respect_limits() {
     // The upload was for that query only.
     let (status, _, _) = call(&app, get(&sync_uri("SELECT * FROM TAP_UPLOAD.mine", ""))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The same table by URL (TAP 1.1 §2.5.3 upload-http), from a server on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = csv.clone();
+    let files = Router::new().route(
+        "/targets.csv",
+        axum::routing::get(move || async move { served }),
+    );
+    tokio::spawn(async move { axum::serve(listener, files).await });
+    let uri = sync_uri(&q, &format!("&UPLOAD=mine,http://{address}/targets.csv"));
+    let (status, _, body) = call(&app, get(&uri)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let batches = votable::read(&body, 10_000).unwrap().1;
+    let by_url: Vec<(i64, i64)> = ids(&batches, 0).into_iter().zip(ids(&batches, 1)).collect();
+    assert_eq!(by_url, want);
 
     let many = format!("x\n{}", "1\n".repeat(60));
     let request = multipart(

@@ -64,6 +64,7 @@ impl Default for TapConfig {
             upload: UploadLimits {
                 max_bytes: 64 << 20,
                 max_rows: 1_000_000,
+                urls: true,
             },
             async_timeout: Duration::from_secs(3600),
             async_timeout_max: Duration::from_secs(6 * 3600),
@@ -181,13 +182,25 @@ pub async fn execute(
         Some(Err(_)) => return Err(TapError::bad("MAXREC must be a non-negative integer")),
     };
     let mut uploads = Vec::new();
-    for (name, part_name) in upload::requested(params.all("UPLOAD")).map_err(TapError::bad)? {
-        let bytes = part(&part_name).ok_or_else(|| {
-            TapError::bad(format!(
-                "UPLOAD {name}: the request has no multipart part called {part_name:?}"
-            ))
-        })?;
-        let limits = state.config.upload;
+    let limits = state.config.upload;
+    for (name, source) in
+        upload::requested(params.all("UPLOAD"), limits.urls).map_err(TapError::bad)?
+    {
+        let bytes = match source {
+            upload::Source::Part(part_name) => part(&part_name).ok_or_else(|| {
+                TapError::bad(format!(
+                    "UPLOAD {name}: the request has no multipart part called {part_name:?}"
+                ))
+            })?,
+            upload::Source::Url(url) => {
+                let wait = timeout.unwrap_or(state.config.async_timeout);
+                tokio::task::spawn_blocking(move || upload::fetch(&url, limits, wait))
+                    .await
+                    .map_err(|e| TapError::bad(e.to_string()))?
+                    .map(Bytes::from)
+                    .map_err(|e| TapError::bad(format!("UPLOAD {name}: {e}")))?
+            }
+        };
         let table = upload::read(&name, &bytes, limits).map_err(|message| TapError {
             status: if bytes.len() > limits.max_bytes {
                 StatusCode::PAYLOAD_TOO_LARGE

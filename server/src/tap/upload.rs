@@ -1,6 +1,7 @@
-//! TAP_UPLOAD (TAP 1.1 §4.5, DALI 1.1 §3.4.5): `UPLOAD=name,param:part` names a table sent in
-//! the request's multipart part `part`, as a VOTable (TABLEDATA, BINARY or BINARY2) or CSV
-//! with a header line; the query sees it as `TAP_UPLOAD.name`.
+//! TAP_UPLOAD (TAP 1.1 §2.5.3, §4.5, DALI 1.1 §3.4.5): `UPLOAD=name,param:part` names a table
+//! sent in the request's multipart part `part`, `UPLOAD=name,http://…` one to fetch, as a
+//! VOTable (TABLEDATA, BINARY or BINARY2) or CSV with a header line; the query sees it as
+//! `TAP_UPLOAD.name`.
 
 use std::sync::Arc;
 
@@ -17,18 +18,55 @@ pub type Upload = (String, SchemaRef, Vec<RecordBatch>);
 pub struct UploadLimits {
     pub max_bytes: usize,
     pub max_rows: usize,
+    /// Whether `http://` uploads are fetched (an operator may turn it off where the service
+    /// must not reach other hosts).
+    pub urls: bool,
 }
 
-/// The (name, part) pairs of every `UPLOAD` value: `name,param:part`, several separated by
-/// `;` (TAP 1.1 §4.5.2) or given as several `UPLOAD` parameters.
+/// Where an uploaded table comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The request's multipart part of that name.
+    Part(String),
+    /// An `http://` URL to fetch.
+    Url(String),
+}
+
+/// Fetches an `http://` upload, refusing more than `limits.max_bytes`.
+pub fn fetch(
+    url: &str,
+    limits: UploadLimits,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(limits.max_bytes as u64 + 1)
+        .read_to_vec()
+        .map_err(|e| format!("cannot read {url}: {e}"))
+}
+
+/// The (name, source) pairs of every `UPLOAD` value: `name,param:part` or `name,http://…`,
+/// several separated by `;` (TAP 1.1 §2.5.3) or given as several `UPLOAD` parameters.
 pub fn requested<'a>(
     values: impl Iterator<Item = &'a str>,
-) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
+    urls: bool,
+) -> Result<Vec<(String, Source)>, String> {
+    let mut out: Vec<(String, Source)> = Vec::new();
     for value in values {
         for item in value.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             let Some((name, uri)) = item.split_once(',') else {
-                return Err(format!("UPLOAD={item:?}: expected name,param:part"));
+                return Err(format!(
+                    "UPLOAD={item:?}: expected name,param:part or name,http://…"
+                ));
             };
             let (name, uri) = (name.trim(), uri.trim());
             let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -38,16 +76,26 @@ pub fn requested<'a>(
                     "UPLOAD table name {name:?}: a letter then letters, digits or '_'"
                 ));
             }
-            let Some(part) = uri.strip_prefix("param:") else {
+            let lower = uri.to_ascii_lowercase();
+            let source = if let Some(part) = uri.strip_prefix("param:") {
+                Source::Part(part.to_string())
+            } else if lower.starts_with("http://") && urls {
+                Source::Url(uri.to_string())
+            } else if lower.starts_with("http://") {
                 return Err(format!(
-                    "UPLOAD={item:?}: only inline uploads (param:part, the table sent as a \
-                     multipart part) are supported; insitu does not fetch URLs"
+                    "UPLOAD={item:?}: this service does not fetch URLs; send the table inline \
+                     (param:part, as a multipart part)"
+                ));
+            } else {
+                return Err(format!(
+                    "UPLOAD={item:?}: supported are inline uploads (param:part, the table as a \
+                     multipart part) and http:// URLs"
                 ));
             };
             if out.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return Err(format!("UPLOAD names the table {name:?} twice"));
             }
-            out.push((name.to_string(), part.to_string()));
+            out.push((name.to_string(), source));
         }
     }
     Ok(out)
@@ -110,27 +158,37 @@ mod tests {
     const LIMITS: UploadLimits = UploadLimits {
         max_bytes: 1 << 20,
         max_rows: 1000,
+        urls: true,
     };
 
     #[test]
     fn upload_parameters() {
-        let got = requested(["a,param:t1;b , param:t2 ", "c,param:x"].into_iter()).unwrap();
+        let part = |s: &str| Source::Part(s.to_string());
+        let got = requested(
+            ["a,param:t1;b , param:t2 ", "c,http://host/t.xml"].into_iter(),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             got,
             vec![
-                ("a".to_string(), "t1".to_string()),
-                ("b".into(), "t2".into()),
-                ("c".into(), "x".into())
+                ("a".to_string(), part("t1")),
+                ("b".into(), part("t2")),
+                ("c".into(), Source::Url("http://host/t.xml".into()))
             ]
         );
+        assert!(requested(["c,http://host/t.xml"].into_iter(), false)
+            .unwrap_err()
+            .contains("does not fetch"));
         for bad in [
             "a",
             "1a,param:x",
-            "a,http://example.org/t.xml",
+            "a,https://example.org/t.xml",
+            "a,ftp://x/y",
             "a b,param:x",
             "a,param:x;A,param:y",
         ] {
-            assert!(requested([bad].into_iter()).is_err(), "{bad}");
+            assert!(requested([bad].into_iter(), true).is_err(), "{bad}");
         }
     }
 
