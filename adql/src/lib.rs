@@ -148,6 +148,41 @@ impl AdqlEngine {
         self.publish_tap_schema(&registered)
     }
 
+    /// Registers in-memory rows as `name` (`schema.table`), described in TAP_SCHEMA like a
+    /// file's table: for tables insitu derives itself (a volume's tile index, ObsCore).
+    /// Replaces a table of the same name.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let (schema_name, table) = match name.to_ascii_lowercase().split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => ("public".to_string(), name.to_ascii_lowercase()),
+        };
+        self.ensure_schema(&schema_name)?;
+        let qualified = format!("{schema_name}.{table}");
+        let provider = datafusion::datasource::MemTable::try_new(schema.clone(), vec![batches])?;
+        self.ctx.deregister_table(qualified.as_str())?;
+        self.ctx
+            .register_table(qualified.as_str(), Arc::new(provider))?;
+        let info = tap_schema::TableInfo {
+            schema: schema_name,
+            table,
+            fields: schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
+        };
+        let mut registered = self
+            .registered
+            .lock()
+            .map_err(|_| Error::Execution("table registry poisoned".into()))?;
+        registered.retain(|t| {
+            (t.schema.as_str(), t.table.as_str()) != (info.schema.as_str(), info.table.as_str())
+        });
+        registered.push(info);
+        self.publish_tap_schema(&registered)
+    }
+
     /// Registers rows a user sent with the query (TAP_UPLOAD) as `TAP_UPLOAD.name`: in memory,
     /// left out of TAP_SCHEMA, and joined like any table (cross-matches use the spatial join).
     pub fn register_upload(

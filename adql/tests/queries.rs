@@ -311,6 +311,18 @@ async fn uploaded_tables_cross_match_and_stay_out_of_tap_schema() {
         engine.query(q).await.is_err(),
         "an upload leaked into the engine"
     );
+
+    // Derived tables registered from memory are queryable and listed in TAP_SCHEMA.
+    let (s3, b3) = one_row(7);
+    engine
+        .register_batches("Derived.Tiles", s3, vec![b3])
+        .unwrap();
+    let got = engine
+        .query("SELECT t.tid, c.table_name FROM derived.tiles AS t, tap_schema.columns AS c WHERE c.table_name = 'derived.tiles'")
+        .await
+        .unwrap();
+    assert_eq!(got[0].num_rows(), 1);
+    assert_eq!(got[0].column(0).as_primitive::<Int64Type>().value(0), 7);
 }
 
 #[tokio::test]
