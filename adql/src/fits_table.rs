@@ -31,7 +31,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
-use insitu_engine::fits::bintable::BinTable;
 use insitu_engine::fits::FitsFile;
 
 use crate::geometry;
@@ -48,7 +47,17 @@ pub struct FitsTable {
     /// FITS column index of each Arrow field.
     columns: Vec<usize>,
     schema: SchemaRef,
-    /// HEALPix indexes by (ra, dec) Arrow field indices, built on the first cone search.
+    /// The table's HEALPix indexes, shared with its scans (a cross-match picks rows by them).
+    indexer: Arc<Indexer>,
+}
+
+/// Builds and keeps a table's HEALPix indexes.
+struct Indexer {
+    file: Arc<FitsFile>,
+    hdu: usize,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    /// HEALPix indexes by (ra, dec) Arrow field indices, built on first use.
     indexes: Mutex<HashMap<(usize, usize), Arc<HealpixIndex>>>,
     /// Where indexes are kept between sessions, if anywhere.
     cache: Option<IndexCache>,
@@ -74,13 +83,21 @@ impl FitsTable {
             let table = file.table(Some(hdu))?;
             (table.arrow_columns(), table.arrow_schema())
         };
+        let file = Arc::new(file);
+        let indexer = Arc::new(Indexer {
+            file: file.clone(),
+            hdu,
+            columns: columns.clone(),
+            schema: schema.clone(),
+            indexes: Mutex::new(HashMap::new()),
+            cache,
+        });
         Ok(FitsTable {
-            file: Arc::new(file),
+            file,
             hdu,
             columns,
             schema,
-            indexes: Mutex::new(HashMap::new()),
-            cache,
+            indexer,
         })
     }
 
@@ -148,9 +165,11 @@ impl FitsTable {
             _ => None,
         }
     }
+}
 
+impl Indexer {
     /// The index of the (ra, dec) fields, built from the table on first use.
-    fn index(&self, table: &BinTable<'_>, ra: usize, dec: usize) -> Result<Arc<HealpixIndex>> {
+    fn index(&self, ra: usize, dec: usize) -> Result<Arc<HealpixIndex>> {
         let mut indexes = self
             .indexes
             .lock()
@@ -172,6 +191,10 @@ impl FitsTable {
         let index = match cached {
             Some(index) => Arc::new(index),
             None => {
+                let table = self
+                    .file
+                    .table(Some(self.hdu))
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 let batch =
                     table.record_batch(&[self.columns[ra], self.columns[dec]], 0..table.rows())?;
                 let values = |k: usize| -> Result<Vec<Option<f64>>> {
@@ -269,7 +292,7 @@ impl TableProvider for FitsTable {
         let parts = state.config().target_partitions().max(1);
         let rows = match filters.iter().find_map(|f| self.cone(f)) {
             Some(cone) => {
-                let list = self.index(&table, cone.ra, cone.dec)?.candidates(
+                let list = self.indexer.index(cone.ra, cone.dec)?.candidates(
                     cone.ra0,
                     cone.dec0,
                     cone.radius,
@@ -279,6 +302,7 @@ impl TableProvider for FitsTable {
             }
             None => Rows::Range(0..limit.map_or(table.rows(), |l| l.min(table.rows()))),
         };
+        let whole_table = matches!(&rows, Rows::Range(r) if r.len() == table.rows());
         let partitions: Vec<FitsPartition> = rows
             .split(parts)
             .into_iter()
@@ -288,22 +312,52 @@ impl TableProvider for FitsTable {
                 columns: wanted.clone(),
                 schema: schema.clone(),
                 rows,
+                late: None,
             })
             .collect();
-        Ok(Arc::new(FitsScanExec::new(schema, partitions)))
+        let fields: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let origin = whole_table.then(|| Origin {
+            indexer: self.indexer.clone(),
+            fields,
+            rows: table.rows(),
+        });
+        Ok(Arc::new(FitsScanExec::new(schema, partitions, origin)))
     }
 }
 
 /// The scan of a FITS table: partitions read lazily, with their row counts as statistics
 /// (so the join planner can put the smaller table on the build side).
 #[derive(Debug)]
-struct FitsScanExec {
+pub struct FitsScanExec {
     partitions: Vec<FitsPartition>,
     properties: Arc<PlanProperties>,
+    /// For a scan of the whole table: its indexes and which table field each output column
+    /// is, so that a cross-match can have it read only the rows near its build side.
+    origin: Option<Origin>,
+}
+
+#[derive(Clone)]
+struct Origin {
+    indexer: Arc<Indexer>,
+    fields: Vec<usize>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Origin({} rows)", self.rows)
+    }
 }
 
 impl FitsScanExec {
-    fn new(schema: SchemaRef, partitions: Vec<FitsPartition>) -> FitsScanExec {
+    fn new(
+        schema: SchemaRef,
+        partitions: Vec<FitsPartition>,
+        origin: Option<Origin>,
+    ) -> FitsScanExec {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(partitions.len()),
@@ -313,7 +367,97 @@ impl FitsScanExec {
         FitsScanExec {
             partitions,
             properties: Arc::new(properties),
+            origin,
         }
+    }
+
+    /// The same scan, reading the rows a cross-match picks when it runs (see [`LateRows`]):
+    /// `ra` and `dec` are this scan's output columns the cross-match tests. `None` unless this
+    /// scans a whole FITS table.
+    pub fn with_late_rows(
+        &self,
+        ra: usize,
+        dec: usize,
+    ) -> Option<(Arc<FitsScanExec>, Arc<LateRows>)> {
+        let origin = self.origin.clone()?;
+        let late = Arc::new(LateRows {
+            indexer: origin.indexer.clone(),
+            ra: *origin.fields.get(ra)?,
+            dec: *origin.fields.get(dec)?,
+            rows: origin.rows,
+            chosen: std::sync::OnceLock::new(),
+        });
+        let parts = self.partitions.len();
+        let partitions = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| FitsPartition {
+                file: p.file.clone(),
+                hdu: p.hdu,
+                columns: p.columns.clone(),
+                schema: p.schema.clone(),
+                rows: p.rows.clone(),
+                late: Some((late.clone(), i, parts)),
+            })
+            .collect();
+        let exec = FitsScanExec::new(self.schema(), partitions, Some(origin));
+        Some((Arc::new(exec), late))
+    }
+}
+
+/// The rows a cross-match's probe-side scan reads, chosen once its build side is known: the
+/// HEALPix index's candidates around every build position. Until [`LateRows::choose`] runs
+/// (or when it decides the index would not save anything) the scan reads the whole table.
+pub struct LateRows {
+    indexer: Arc<Indexer>,
+    /// Table fields of the tested position.
+    ra: usize,
+    dec: usize,
+    rows: usize,
+    chosen: std::sync::OnceLock<Rows>,
+}
+
+impl std::fmt::Debug for LateRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LateRows(of {})", self.rows)
+    }
+}
+
+impl LateRows {
+    /// Picks the rows within `radius` (degrees, already widened for rounding) of any of the
+    /// positions, by the index: a superset of the rows that can match. Many positions, or any
+    /// the index cannot bound (off the sphere), keep the whole table.
+    pub fn choose(&self, ra: &[f64], dec: &[f64], radius: f64) -> Result<()> {
+        // Each position's cone touches a few index cells; past a sixteenth of the table's rows
+        // in positions, the lookups and the scattered reads cost more than a sequential scan.
+        let bounded = ra.len().saturating_mul(16) < self.rows
+            && radius.is_finite()
+            && radius < 1.0
+            && dec.iter().all(|d| !d.is_finite() || d.abs() <= 90.0);
+        let rows = if bounded {
+            let index = self.indexer.index(self.ra, self.dec)?;
+            let mut list: Vec<usize> = Vec::new();
+            for (&a, &d) in ra.iter().zip(dec) {
+                if a.is_finite() && d.is_finite() {
+                    list.extend(index.candidates(a, d, radius));
+                }
+            }
+            list.sort_unstable();
+            list.dedup();
+            let len = list.len();
+            Rows::List(Arc::new(list), 0..len)
+        } else {
+            Rows::Range(0..self.rows)
+        };
+        // A second choice (another run of the same plan) would be the same one.
+        let _ = self.chosen.set(rows);
+        Ok(())
+    }
+
+    /// How many rows were chosen, once chosen.
+    pub fn chosen_rows(&self) -> Option<usize> {
+        self.chosen.get().map(Rows::len)
     }
 }
 
@@ -321,13 +465,19 @@ impl DisplayAs for FitsScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         let rows: usize = self.partitions.iter().map(|p| p.rows.len()).sum();
         match self.partitions.first() {
-            Some(p) => write!(
-                f,
-                "FitsScanExec: {}[{}], {rows} rows in {} partitions",
-                p.file.path().display(),
-                p.hdu,
-                self.partitions.len()
-            ),
+            Some(p) => {
+                write!(
+                    f,
+                    "FitsScanExec: {}[{}], {rows} rows in {} partitions",
+                    p.file.path().display(),
+                    p.hdu,
+                    self.partitions.len()
+                )?;
+                if p.late.is_some() {
+                    write!(f, ", or those near the cross-match's build side")?;
+                }
+                Ok(())
+            }
             None => write!(f, "FitsScanExec: empty"),
         }
     }
@@ -432,6 +582,9 @@ struct FitsPartition {
     columns: Vec<usize>,
     schema: SchemaRef,
     rows: Rows,
+    /// Rows chosen when the query runs: (choice, this partition, partitions); `rows` when
+    /// nothing was chosen.
+    late: Option<(Arc<LateRows>, usize, usize)>,
 }
 
 impl std::fmt::Debug for FitsPartition {
@@ -454,8 +607,26 @@ impl FitsPartition {
             self.columns.clone(),
             self.schema.clone(),
         );
-        let chunks = self.rows.chunks(BATCH_ROWS);
-        let batches = futures::stream::iter(chunks).map(move |chunk| {
+        let (rows, late) = (self.rows.clone(), self.late.clone());
+        // Which rows is decided at the first pull: a cross-match chooses them after its build
+        // side is collected, which is after this stream is made.
+        let chunks = futures::stream::once(async move {
+            let rows = match late
+                .as_ref()
+                .and_then(|(l, i, n)| Some((l.chosen.get()?, *i, *n)))
+            {
+                Some((chosen, i, n)) => chosen
+                    .clone()
+                    .split(n)
+                    .into_iter()
+                    .nth(i)
+                    .unwrap_or(Rows::Range(0..0)),
+                None => rows,
+            };
+            futures::stream::iter(rows.chunks(BATCH_ROWS))
+        })
+        .flatten();
+        let batches = chunks.map(move |chunk| {
             let table = file
                 .table(Some(hdu))
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -22,13 +22,18 @@ pub struct HealpixIndex {
     rows: Vec<u32>,
 }
 
+/// The "cell" of finite positions off the sphere (|dec| > 90): sorted last, in no cone's
+/// coverage, and added to every candidate list so that the exact test decides on them as a
+/// full scan would.
+const OFF_SPHERE: u64 = u64::MAX;
+
 impl HealpixIndex {
     /// Cells of about 3.4′: fine enough to prune arcsecond-to-degree cones, coarse enough to
     /// keep the coverage of a large cone to a few thousand ranges.
     pub const DEPTH: u8 = 10;
 
     /// Indexes positions in degrees; rows with a non-finite position are left out (no cone
-    /// contains them).
+    /// contains them), finite ones off the sphere are kept apart (in a cell of their own).
     pub fn build(ra: &[Option<f64>], dec: &[Option<f64>]) -> HealpixIndex {
         let layer = nested::get(Self::DEPTH);
         let mut entries: Vec<(u64, u32)> = ra
@@ -40,10 +45,10 @@ impl HealpixIndex {
                     ra.filter(|v| v.is_finite())?,
                     dec.filter(|v| v.is_finite())?,
                 );
-                if !(-90.0..=90.0).contains(&dec) {
-                    return None;
-                }
                 let row = u32::try_from(row).ok()?;
+                if !(-90.0..=90.0).contains(&dec) {
+                    return Some((OFF_SPHERE, row));
+                }
                 Some((
                     layer.hash(ra.rem_euclid(360.0).to_radians(), dec.to_radians()),
                     row,
@@ -57,11 +62,14 @@ impl HealpixIndex {
         }
     }
 
-    /// Rows whose cell the cone may touch, in row order: a superset of the rows in the cone.
+    /// Rows whose cell the cone may touch, and the rows off the sphere, in row order: a
+    /// superset of the rows in the cone.
     pub fn candidates(&self, ra: f64, dec: f64, radius_deg: f64) -> Vec<usize> {
         if !(ra.is_finite() && dec.is_finite() && radius_deg.is_finite()) || radius_deg < 0.0 {
             return Vec::new();
         }
+        let off_sphere = self.cells.partition_point(|&c| c < OFF_SPHERE);
+        let off_sphere = self.rows[off_sphere..].iter().map(|&r| r as usize);
         if radius_deg >= 90.0 {
             // A hemisphere or more: the index cannot prune much; take every indexed row.
             let mut all: Vec<usize> = self.rows.iter().map(|&r| r as usize).collect();
@@ -78,7 +86,7 @@ impl HealpixIndex {
             dec.clamp(-90.0, 90.0).to_radians(),
             radius_deg.max(1e-9).to_radians(),
         );
-        let mut rows = Vec::new();
+        let mut rows: Vec<usize> = off_sphere.collect();
         for range in bmoc.to_ranges().iter() {
             let Range { start, end } = range;
             let lo = self.cells.partition_point(|&c| c < start << shift);
@@ -106,7 +114,8 @@ pub struct IndexCache {
     dir: PathBuf,
 }
 
-const MAGIC: &[u8; 8] = b"INSHPX01";
+// 02: off-sphere rows kept (under OFF_SPHERE); 01 files are ignored and rebuilt.
+const MAGIC: &[u8; 8] = b"INSHPX02";
 
 impl IndexCache {
     pub fn new(dir: impl Into<PathBuf>) -> IndexCache {

@@ -30,6 +30,7 @@ use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column, Literal, TryCastExpr};
 use datafusion::physical_expr::{split_conjunction, PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::joins::utils::{build_join_schema, ColumnIndex, JoinFilter};
 use datafusion::physical_plan::joins::{NestedLoopJoinExec, NestedLoopJoinExecBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -41,6 +42,7 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use tokio::sync::OnceCell;
 
+use crate::fits_table::{FitsScanExec, LateRows};
 use crate::geometry;
 
 /// Candidate pairs gathered before the filter runs on them, and so about the rows per output
@@ -173,6 +175,24 @@ pub struct SpatialJoinExec {
     properties: Arc<PlanProperties>,
     /// The build side, collected and sorted by the first partition that needs it.
     shared: Arc<OnceCell<Arc<BuildSide>>>,
+    /// When the probe side scans an indexed FITS table and its unmatched rows are dropped
+    /// (inner and left joins): the scan's rows, chosen near the build side once it is known.
+    late_rows: Option<Arc<LateRows>>,
+}
+
+/// The probe side reading only the rows near the build side, where it is a scan of a whole
+/// FITS table (as planned, or wrapped for cooperative scheduling).
+fn late_scan(
+    probe: &Arc<dyn ExecutionPlan>,
+    (ra, dec): (usize, usize),
+) -> Option<(Arc<dyn ExecutionPlan>, Arc<LateRows>)> {
+    if let Some(scan) = probe.downcast_ref::<FitsScanExec>() {
+        let (scan, late) = scan.with_late_rows(ra, dec)?;
+        return Some((scan, late));
+    }
+    let coop = probe.downcast_ref::<CooperativeExec>()?;
+    let (scan, late) = late_scan(coop.input(), (ra, dec))?;
+    Some((Arc::new(CooperativeExec::new(scan)), late))
 }
 
 impl SpatialJoinExec {
@@ -217,6 +237,15 @@ impl SpatialJoinExec {
             .with_filter(Some(filter.clone()))
             .with_projection(projection.clone())
             .build()?;
+        // Inner and left joins drop probe rows without a match: a FITS probe side then reads
+        // only the rows its index places near the build side.
+        let (probe, late_rows) = match join_type {
+            JoinType::Inner | JoinType::Left => match late_scan(&probe, cross_match.probe) {
+                Some((scan, late)) => (scan, Some(late)),
+                None => (probe, None),
+            },
+            _ => (probe, None),
+        };
         let (_, columns) = build_join_schema(&build.schema(), &probe.schema(), &join_type);
         let output = match &projection {
             Some(p) => p.iter().map(|&i| columns[i].clone()).collect(),
@@ -232,6 +261,7 @@ impl SpatialJoinExec {
             output,
             properties: nested.properties().clone(),
             shared: Arc::new(OnceCell::new()),
+            late_rows,
         })
     }
 
@@ -242,6 +272,7 @@ impl SpatialJoinExec {
         cross_match: CrossMatch,
         probe_partitions: usize,
         keeps_build_rows: bool,
+        late_rows: Option<Arc<LateRows>>,
     ) -> Result<Arc<BuildSide>> {
         let schema = plan.schema();
         let batches = collect(plan, context).await?;
@@ -252,6 +283,9 @@ impl SpatialJoinExec {
             degrees(batch.column(cross_match.build.1))?,
         );
         let zones = Zones::build(&ra, &dec, cross_match.radius);
+        if let Some(late) = late_rows {
+            late.choose(&ra, &dec, zones.radius)?;
+        }
         Ok(Arc::new(BuildSide {
             matched: Mutex::new(vec![
                 false;
@@ -348,6 +382,7 @@ impl ExecutionPlan for SpatialJoinExec {
             schema: self.schema(),
         });
         let (shared, build_plan) = (self.shared.clone(), self.build.clone());
+        let late_rows = self.late_rows.clone();
         let probe_partitions = self.probe.output_partitioning().partition_count();
         let keeps_build_rows = matches!(self.join_type, JoinType::Left | JoinType::Full);
         let start = async move {
@@ -359,6 +394,7 @@ impl ExecutionPlan for SpatialJoinExec {
                         job.cross_match,
                         probe_partitions,
                         keeps_build_rows,
+                        late_rows,
                     )
                 })
                 .await?

@@ -233,7 +233,8 @@ async fn uploaded_tables_cross_match_and_stay_out_of_tap_schema() {
     let engine = engine(dir.path()).await;
     let cat = catalogue();
     // The user's targets: a few catalogue positions nudged by 1″, and one far from all.
-    let picks = [3usize, 7, 11, 1001, 1503];
+    // Around RA = 0 (i % 4 == 3), near the north (1) and south (2) poles, and anywhere (0).
+    let picks = [3usize, 7, 11, 1001, 1002, 1503, 1600];
     let nudge = 1.0 / 3600.0;
     let schema = Arc::new(Schema::new(vec![
         Field::new("tid", DataType::Int64, false),
@@ -273,6 +274,19 @@ async fn uploaded_tables_cross_match_and_stay_out_of_tap_schema() {
     expected.sort();
     assert!(expected.len() >= picks.len());
     assert_eq!(pairs(&engine.query(&q).await.unwrap()), expected);
+    // A handful of targets against the FITS table: the scan reads only rows near them.
+    let sql = insitu_adql::rewrite::to_datafusion_sql(&q).unwrap();
+    let explained = engine.explain(&sql).await.unwrap();
+    assert!(
+        explained.contains("or those near the cross-match's build side"),
+        "{explained}"
+    );
+    // A left join keeps the target with no counterpart, padded with a null.
+    let left = q.replace(" JOIN ", " LEFT OUTER JOIN ");
+    let mut expected_left = expected.clone();
+    expected_left.push((Some(999), None));
+    expected_left.sort();
+    assert_eq!(pairs(&engine.query(&left).await.unwrap()), expected_left);
     let listed = engine
         .query("SELECT COUNT(*) AS n FROM tap_schema.tables WHERE schema_name = 'tap_upload'")
         .await

@@ -23,5 +23,6 @@ pub mod serve_command;
 pub mod serve_config;
 pub mod tap;
 pub mod uws;
+pub mod volumes;
 pub mod vosi;
 pub mod votable;

@@ -98,9 +98,18 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
             .await
             .with_context(|| format!("table {name} ({})", path.display()))?;
     }
-    for (name, path) in &config.volumes {
-        tracing::info!("volume {name}: {} (read-only)", path.display());
-    }
+    // Header scans read files (in parallel): keep them off the async runtime.
+    let (mounts, demo, cache) = (
+        config.volumes.clone(),
+        config.demo,
+        config.cache_dir.clone(),
+    );
+    let volumes =
+        tokio::task::spawn_blocking(move || crate::volumes::open_all(&mounts, demo, &cache))
+            .await
+            .context("the volume scan stopped")??;
+    let volume_tables = crate::volumes::register_tables(&engine, &volumes)?;
+    let tiles = Arc::new(crate::volumes::Tiles::new(volumes));
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(TapState {
         engine,
@@ -130,8 +139,9 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .route("/metrics", get(render_metrics))
         .with_state(metrics.clone())
         .merge(tap::routes(state, jobs))
+        .merge(crate::volumes::routes(tiles.volumes()))
         .layer(middleware::from_fn_with_state(metrics, log_request));
-    Ok((router, tables.len()))
+    Ok((router, tables.len() + volume_tables))
 }
 
 /// One log line and one metrics count per request, and the `Server` header.
