@@ -20,6 +20,7 @@ mod xml;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -62,6 +63,32 @@ pub struct JobInput {
     pub uploads_dir: PathBuf,
     /// Where the result files go.
     pub results_dir: PathBuf,
+    /// Where the runner may say how far it has come (shown in the job's `jobInfo`).
+    pub progress: Progress,
+}
+
+/// How far a running job has come: units done out of a total (rows of a catalogue, say),
+/// shown in the job document's `<uws:jobInfo>` (UWS 1.1 leaves its content to the service)
+/// and kept with the job once it ends.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<[AtomicU64; 2]>);
+
+impl Progress {
+    /// Sets the total (0: no progress to show).
+    pub fn set_total(&self, total: u64) {
+        self.0[1].store(total, Ordering::Relaxed);
+    }
+
+    /// Counts `n` more units done.
+    pub fn add_done(&self, n: u64) {
+        self.0[0].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// (done, total), once a total is set.
+    pub fn get(&self) -> Option<(u64, u64)> {
+        let total = self.0[1].load(Ordering::Relaxed);
+        (total > 0).then(|| (self.0[0].load(Ordering::Relaxed), total))
+    }
 }
 
 /// How the store keeps and runs jobs.
@@ -148,6 +175,8 @@ struct Entry {
     record: Record,
     phase: watch::Sender<Phase>,
     task: Option<AbortHandle>,
+    /// The running job's progress, if its runner reports any.
+    progress: Progress,
 }
 
 impl Entry {
@@ -156,6 +185,7 @@ impl Entry {
             phase: watch::Sender::new(record.phase),
             record,
             task: None,
+            progress: Progress::default(),
         }
     }
 
@@ -209,6 +239,7 @@ impl Jobs {
                     // Cut off by the restart: its partial results go, and it runs again.
                     record.phase = Phase::Queued;
                     record.start_time = None;
+                    record.progress = None;
                     let results = dir.join("results");
                     let _ = std::fs::remove_dir_all(&results);
                     std::fs::create_dir_all(&results)?;
@@ -351,6 +382,7 @@ impl Jobs {
             destruction,
             error: None,
             results: Vec::new(),
+            progress: None,
         };
         let mut table = self.lock();
         self.persist(&record)?;
@@ -373,7 +405,13 @@ impl Jobs {
     fn record(&self, id: &str) -> Result<Record, UwsError> {
         self.lock()
             .get(id)
-            .map(|e| e.record.clone())
+            .map(|e| {
+                let mut record = e.record.clone();
+                if let Some((done, total)) = e.progress.get() {
+                    record.progress = Some([done, total]);
+                }
+                record
+            })
             .ok_or_else(|| not_found(id))
     }
 

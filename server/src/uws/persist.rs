@@ -35,6 +35,9 @@ pub(super) struct Record {
     pub(super) destruction: u64,
     pub(super) error: Option<String>,
     pub(super) results: Vec<StoredResult>,
+    /// (done, total) of the runner's progress, if it reported any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) progress: Option<[u64; 2]>,
 }
 
 impl Jobs {

@@ -74,7 +74,10 @@ impl Runner for Fake {
                 "ghost" => Ok(text_result("never.txt", "text/plain")),
                 mode => {
                     if mode == "gate" {
+                        job.progress.set_total(10);
+                        job.progress.add_done(3);
                         gate.acquire().await.unwrap().forget();
+                        job.progress.add_done(7);
                     }
                     std::fs::write(job.results_dir.join("out.txt"), param("TEXT")).unwrap();
                     Ok(text_result("out.txt", "text/plain"))
@@ -362,9 +365,13 @@ async fn wait_blocks_until_the_phase_changes() {
         !waiting.is_finished(),
         "WAIT returned while the job was still EXECUTING"
     );
+    // The runner's progress shows while it runs, and stays once it is done.
+    let running = get(&app, &format!("{BASE}/{id}")).await.text();
+    assert!(running.contains(r#"done="3" total="10""#), "{running}");
     fake.gate.add_permits(1);
     let doc = waiting.await.unwrap();
     assert_eq!(texts(&doc, "phase"), ["COMPLETED"]);
+    assert!(doc.contains(r#"<uws:jobInfo><progress xmlns="urn:insitu:uws:progress" done="10" total="10"/></uws:jobInfo>"#), "{doc}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
 use super::persist::{is_safe_name, StoredResult};
-use super::{time, JobInput, JobResult, Jobs, Phase};
+use super::{time, JobInput, JobResult, Jobs, Phase, Progress};
 use crate::dali::DaliParams;
 
 /// How often jobs past their destruction time (UWS 1.1 §2.1.5) are looked for.
@@ -41,10 +41,12 @@ impl Jobs {
         entry.set_phase(Phase::Executing);
         self.persist_logged(&entry.record);
         let dir = self.job_dir(id);
+        entry.progress = Progress::default();
         let input = JobInput {
             params: DaliParams::from_pairs(entry.record.parameters.clone()),
             uploads_dir: dir.join("uploads"),
             results_dir: dir.join("results"),
+            progress: entry.progress.clone(),
         };
         let runner = self.runner.clone();
         let handle = tokio::spawn(async move { runner.run(input).await });
@@ -80,6 +82,7 @@ impl Jobs {
             Outcome::Cancelled => Err("the job was cancelled".to_string()),
         };
         entry.record.end_time = Some(time::now_micros());
+        entry.record.progress = entry.progress.get().map(|(done, total)| [done, total]);
         match result {
             Ok(results) => {
                 entry.record.results = results;

@@ -13,6 +13,9 @@ const NAMESPACES: &str = "xmlns:uws=\"http://www.ivoa.net/xml/UWS/v1.0\" \
      xmlns:xlink=\"http://www.w3.org/1999/xlink\" \
      xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" version=\"1.1\"";
 
+/// The namespace of the `progress` element in `jobInfo`: rows (or other units) done and in all.
+pub const PROGRESS_NS: &str = "urn:insitu:uws:progress";
+
 /// `<uws:jobs>` (UWS 1.1 §2.2.2.1): one `jobref` per job, linking to `{list_url}/{id}`.
 pub(super) fn job_list(records: &[Record], list_url: &str) -> String {
     let mut out = format!("{HEAD}<uws:jobs {NAMESPACES}>\n");
@@ -70,6 +73,13 @@ pub(super) fn job(r: &Record, job_url: &str) -> String {
             "  <uws:errorSummary type=\"fatal\" hasDetail=\"true\">\
              <uws:message>{}</uws:message></uws:errorSummary>",
             xml(message)
+        );
+    }
+    if let Some([done, total]) = r.progress {
+        // UWS 1.1 §2.2.2.2: jobInfo holds whatever the service adds about the job.
+        let _ = writeln!(
+            out,
+            "  <uws:jobInfo><progress xmlns=\"{PROGRESS_NS}\" done=\"{done}\" total=\"{total}\"/></uws:jobInfo>"
         );
     }
     out.push_str("</uws:job>\n");
