@@ -18,6 +18,8 @@ pub enum Command {
     Cutout(Box<CutoutArgs>),
     /// Generate a Euclid-MER-like demo mosaic and catalogue, then cut it in bulk.
     Demo(DemoArgs),
+    /// A stretched PNG or JPEG quick look of one image, or an RGB composite of three.
+    Preview(PreviewArgs),
     /// Run one ADQL query over FITS binary tables, Parquet or CSV files read in place.
     Query(QueryArgs),
     /// Serve the tables (and volumes) over HTTP: IVOA TAP 1.1 at /tap, metrics at /metrics.
@@ -141,6 +143,48 @@ pub struct CutoutArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// One FITS image (greyscale), or three of the same size for red, green and blue (e.g.
+    /// the H, Y and VIS tiles of one field).
+    #[arg(required = true, num_args = 1..=3, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// HDU to show, 0-based as astropy counts (default: the first image HDU).
+    #[arg(long)]
+    pub hdu: Option<usize>,
+    /// Plane of a cube to show, 0-based.
+    #[arg(long, default_value_t = 0)]
+    pub plane: usize,
+    /// linear, sqrt, log, asinh, or zscale (a linear stretch between zscale limits)
+    /// [default: asinh].
+    #[arg(long)]
+    pub stretch: Option<String>,
+    /// How each band's limits are chosen: percentile, minmax or zscale [default: percentile].
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Keep the central P per cent of the values [default: 99.5].
+    #[arg(long, value_name = "P")]
+    pub percentile: Option<String>,
+    /// Lower percentile (instead of --percentile) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub plow: Option<String>,
+    /// Upper percentile (instead of --percentile) [default: 100].
+    #[arg(long, value_name = "P")]
+    pub phigh: Option<String>,
+    /// png or jpeg (default: from the output's extension).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// JPEG quality, 1 to 100 [default: 90].
+    #[arg(long, value_name = "Q")]
+    pub quality: Option<String>,
+    /// The image to write (.png, .jpg or .jpeg).
+    #[arg(short = 'o', long = "output", value_name = "OUT.png")]
+    pub output: PathBuf,
+    /// No summary line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Folder for the demo mosaic, catalogue and cutouts.
     #[arg(long, default_value = "insitu-demo")]
@@ -161,6 +205,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cutout(args) => crate::cutout_command::run(&args),
         Command::Demo(args) => crate::demo::run(&args),
+        Command::Preview(args) => crate::preview_command::run(&args),
         Command::Query(args) => crate::query_command::run(&args),
         Command::Serve(args) => crate::serve_command::run(&args),
     }

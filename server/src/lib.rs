@@ -5,8 +5,9 @@
 //! ([`vosi`])) with VOTable in and out ([`votable`]), DALI parameters and errors ([`dali`]) and
 //! Prometheus metrics ([`metrics`]); with no table it serves the demo tables ([`demo_tables`]).
 //! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
-//! (a Euclid-MER-like mosaic, cut in bulk) and `insitu query` (one ADQL query over local
-//! files). SODA, tensors and the datalab launcher belong here next; the FITS work lives in
+//! (a Euclid-MER-like mosaic, cut in bulk), `insitu preview` (a PNG or JPEG quick look,
+//! grey or an RGB composite: [`preview`], [`preview_command`]) and `insitu query` (one ADQL
+//! query over local files). SODA, tensors and the datalab launcher belong here next; the FITS work lives in
 //! `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
@@ -18,6 +19,8 @@ pub mod dali;
 pub mod demo;
 pub mod demo_tables;
 pub mod metrics;
+pub mod preview;
+pub mod preview_command;
 pub mod query_command;
 pub mod serve_command;
 pub mod serve_config;

@@ -1,0 +1,477 @@
+//! Display stretches and intervals as astropy.visualization defines them, on the CPU: the
+//! reference a wgpu stretch kernel is tested against, and what image previews use today.
+//!
+//! A preview maps each value `v` to `x = clip((v - lo) / (hi - lo), 0, 1)`, with `(lo, hi)`
+//! from an [`Interval`] ([`limits`]), then to `y = stretch(x)` ([`apply`]), exactly as astropy's
+//! `ImageNormalize(interval=..., stretch=...)` with `clip=True` does. Arithmetic is `f32`
+//! (the GPU's precision); interval statistics are taken in `f64` where numpy takes them so.
+
+/// How normalised values in [0, 1] become display values in [0, 1] (astropy's stretches).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Stretch {
+    /// `y = x` (`LinearStretch()`).
+    Linear,
+    /// `y = √x` (`SqrtStretch()`).
+    Sqrt,
+    /// `y = ln(a·x + 1) / ln(a + 1)` (`LogStretch(a)`); `a > 0`, astropy's default 1000.
+    Log { a: f32 },
+    /// `y = asinh(x / a) / asinh(1 / a)` (`AsinhStretch(a)`); `a > 0`, astropy's default 0.1.
+    Asinh { a: f32 },
+}
+
+impl Stretch {
+    /// [`Stretch::Log`] with astropy's default `a = 1000`.
+    pub const LOG: Stretch = Stretch::Log { a: 1000.0 };
+    /// [`Stretch::Asinh`] with astropy's default `a = 0.1`.
+    pub const ASINH: Stretch = Stretch::Asinh { a: 0.1 };
+}
+
+/// How the limits `(lo, hi)` are chosen from an image's finite values (astropy's intervals).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Interval {
+    /// The smallest and largest finite value (`MinMaxInterval()`).
+    MinMax,
+    /// The `lower` and `upper` percentiles (0–100) of the finite values, with numpy's default
+    /// linear interpolation (`AsymmetricPercentileInterval(lower, upper)`). Exact up to
+    /// [`EXACT_PERCENTILE_MAX`] finite values; above that, taken on a deterministic sample of
+    /// about that many (astropy uses every value unless given `n_samples`), so that a
+    /// 10k × 10k image needs no sorted copy of itself.
+    Percentile { lower: f32, upper: f32 },
+    /// IRAF's zscale with astropy's defaults (`ZScaleInterval()`: 1000 samples on a regular
+    /// stride of the finite values, contrast 0.25, max_reject 0.5, min_npixels 5, krej 2.5,
+    /// 5 iterations): exact for any image size, since it only reads 1000 values.
+    ZScale,
+}
+
+impl Interval {
+    /// astropy's `PercentileInterval(percentile)`: keeps the central `percentile` per cent of
+    /// the values, cutting as many from each end.
+    pub fn central_percentile(percentile: f64) -> Interval {
+        // In f64 as astropy does, then rounded once: 99.5 gives exactly 0.25 and 99.75.
+        let lower = (100.0 - percentile) * 0.5;
+        Interval::Percentile {
+            lower: lower as f32,
+            upper: (100.0 - lower) as f32,
+        }
+    }
+}
+
+/// Above this many finite values, [`Interval::Percentile`] works on a sample of about this
+/// many (16 MiB of `f32`).
+pub const EXACT_PERCENTILE_MAX: usize = 1 << 22;
+
+// astropy ZScaleInterval's defaults.
+const ZSCALE_SAMPLES: usize = 1000;
+const ZSCALE_CONTRAST: f64 = 0.25;
+const ZSCALE_MAX_REJECT: f64 = 0.5;
+const ZSCALE_MIN_NPIXELS: usize = 5;
+const ZSCALE_KREJ: f64 = 2.5;
+const ZSCALE_MAX_ITERATIONS: usize = 5;
+
+/// The limits `(lo, hi)` of `values` under `interval`, ignoring NaN and ±inf as astropy does.
+/// `None` when no value is finite, or when a percentile is not a number.
+pub fn limits(values: &[f32], interval: &Interval) -> Option<(f32, f32)> {
+    match *interval {
+        Interval::MinMax => min_max(values),
+        Interval::Percentile { lower, upper } => {
+            percentiles(values, lower, upper, EXACT_PERCENTILE_MAX)
+        }
+        Interval::ZScale => zscale(values),
+    }
+}
+
+/// Writes `stretch(clip((v - lo) / (hi - lo), 0, 1))` of each value into `out` (as far as the
+/// shorter of the two slices goes). When `hi == lo` the division is skipped, as astropy skips
+/// it, so a constant image maps to 0 rather than NaN. NaN stays NaN; +inf maps to 1, -inf to 0.
+pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut [f32]) {
+    let range = hi - lo;
+    let normalise = move |v: f32| {
+        let shifted = v - lo;
+        let x = if range != 0.0 {
+            shifted / range
+        } else {
+            shifted
+        };
+        // clamp keeps NaN as NaN.
+        x.clamp(0.0, 1.0)
+    };
+    let pairs = out.iter_mut().zip(values);
+    match *stretch {
+        Stretch::Linear => pairs.for_each(|(o, &v)| *o = normalise(v)),
+        Stretch::Sqrt => pairs.for_each(|(o, &v)| *o = normalise(v).sqrt()),
+        Stretch::Log { a } => {
+            // ln_1p is the accurate ln(a·x + 1) near x = 0; the same expression at x = 1 as in
+            // the denominator makes y(1) exactly 1.
+            let norm = a.ln_1p();
+            pairs.for_each(|(o, &v)| *o = (a * normalise(v)).ln_1p() / norm);
+        }
+        Stretch::Asinh { a } => {
+            let norm = (1.0 / a).asinh();
+            pairs.for_each(|(o, &v)| *o = (normalise(v) / a).asinh() / norm);
+        }
+    }
+}
+
+fn finite(values: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    values.iter().copied().filter(|v| v.is_finite())
+}
+
+fn min_max(values: &[f32]) -> Option<(f32, f32)> {
+    finite(values).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+fn percentiles(values: &[f32], lower: f32, upper: f32, max_exact: usize) -> Option<(f32, f32)> {
+    if lower.is_nan() || upper.is_nan() {
+        return None;
+    }
+    let mut sample = finite_sample(values, max_exact);
+    if sample.is_empty() {
+        return None;
+    }
+    Some((
+        percentile_of(&mut sample, lower),
+        percentile_of(&mut sample, upper),
+    ))
+}
+
+/// Every finite value when there are at most `max` of them; otherwise one value picked at a
+/// pseudo-random (but fixed) place in each run of `ceil(count / max)` finite values, so the
+/// sample follows the data's distribution without aliasing with the image's row length.
+fn finite_sample(values: &[f32], max: usize) -> Vec<f32> {
+    let count = finite(values).count();
+    if count <= max {
+        return finite(values).collect();
+    }
+    let run = count.div_ceil(max.max(1));
+    finite(values)
+        .enumerate()
+        .filter(|&(k, _)| k % run == (splitmix64((k / run) as u64) % run as u64) as usize)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// A well-mixed 64-bit hash of `x` (Steele, Lea and Flood's SplitMix64 finaliser).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// numpy's `percentile(sample, p)` (method "linear"); reorders `sample`, which is non-empty.
+fn percentile_of(sample: &mut [f32], p: f32) -> f32 {
+    let last = sample.len() - 1;
+    let q = (decimal_f64(p) / 100.0).clamp(0.0, 1.0);
+    let virtual_index = last as f64 * q;
+    let below = (virtual_index.floor() as usize).min(last);
+    let (_, &mut a, above) = sample.select_nth_unstable_by(below, f32::total_cmp);
+    let Some(b) = above.iter().copied().min_by(f32::total_cmp) else {
+        return a;
+    };
+    let gamma = virtual_index - below as f64;
+    // numpy's _lerp: the difference in the data's precision, the rest in f64, and from the
+    // upper neighbour when gamma >= 0.5 (so that gamma = 1 gives b exactly).
+    let diff = f64::from(b - a);
+    let value = if gamma >= 0.5 {
+        f64::from(b) - diff * (1.0 - gamma)
+    } else {
+        f64::from(a) + diff * gamma
+    };
+    value as f32
+}
+
+/// The `f64` of the shortest decimal that reads back as `p`: the percentile as typed (99.9),
+/// not its `f32` approximation (99.90000152...), whose error shifts the interpolation point by
+/// up to 1.5e-8 · n places, visible on large images.
+fn decimal_f64(p: f32) -> f64 {
+    p.to_string().parse().unwrap_or(f64::from(p))
+}
+
+fn zscale(values: &[f32]) -> Option<(f32, f32)> {
+    let count = finite(values).count();
+    if count == 0 {
+        return None;
+    }
+    // astropy: stride = int(max(1.0, size / n_samples)), then the first n_samples.
+    let stride = ((count as f64 / ZSCALE_SAMPLES as f64) as usize).max(1);
+    let mut samples: Vec<f32> = finite(values)
+        .step_by(stride)
+        .take(ZSCALE_SAMPLES)
+        .collect();
+    samples.sort_unstable_by(f32::total_cmp);
+    let (lo, hi) = zscale_of_sorted(&samples)?;
+    Some((lo as f32, hi as f32))
+}
+
+/// IRAF's zscale on sorted samples: fit a line to the sorted values with iterative k-sigma
+/// rejection (each rejected sample also rejecting its neighbours), then widen the median by
+/// the slope divided by the contrast, within the samples' range.
+fn zscale_of_sorted(samples: &[f32]) -> Option<(f64, f64)> {
+    let npix = samples.len();
+    let mut vmin = f64::from(*samples.first()?);
+    let mut vmax = f64::from(*samples.last()?);
+    let minpix = ZSCALE_MIN_NPIXELS.max((npix as f64 * ZSCALE_MAX_REJECT) as usize);
+    let ngrow = ((npix as f64 * 0.01) as usize).max(1);
+    let mut bad = vec![false; npix];
+    let mut ngood = npix;
+    let mut last_ngood = npix + 1;
+    let mut slope = None;
+    for _ in 0..ZSCALE_MAX_ITERATIONS {
+        if ngood >= last_ngood || ngood < minpix {
+            break;
+        }
+        let (s, intercept) = fit_line(samples, &bad);
+        slope = Some(s);
+        let residual = |i: usize| f64::from(samples[i]) - (s * i as f64 + intercept);
+        let threshold = ZSCALE_KREJ * std_dev((0..npix).filter(|&i| !bad[i]).map(residual));
+        for (i, b) in bad.iter_mut().enumerate() {
+            let r = residual(i);
+            if r < -threshold || r > threshold {
+                *b = true;
+            }
+        }
+        bad = dilate(&bad, ngrow);
+        last_ngood = ngood;
+        ngood = bad.iter().filter(|b| !**b).count();
+    }
+    if let (true, Some(slope)) = (ngood >= minpix, slope) {
+        let slope = slope / ZSCALE_CONTRAST;
+        let center = ((npix - 1) / 2) as f64;
+        let median = f64::from(median_of_sorted(samples)?);
+        vmin = vmin.max(median - (center - 1.0) * slope);
+        vmax = vmax.min(median + (npix as f64 - center) * slope);
+    }
+    Some((vmin, vmax))
+}
+
+/// Least-squares line `(slope, intercept)` through the points `(i, samples[i])` not marked
+/// bad (numpy's `polyfit(deg=1)` with 0/1 weights), on centred sums for stability.
+fn fit_line(samples: &[f32], bad: &[bool]) -> (f64, f64) {
+    let good = || {
+        samples
+            .iter()
+            .zip(bad)
+            .enumerate()
+            .filter(|(_, (_, b))| !**b)
+            .map(|(i, (&y, _))| (i as f64, f64::from(y)))
+    };
+    let n = good().count() as f64;
+    let (sx, sy) = good().fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (xm, ym) = (sx / n, sy / n);
+    let (sxx, sxy) = good().fold((0.0, 0.0), |(sxx, sxy), (x, y)| {
+        (sxx + (x - xm) * (x - xm), sxy + (x - xm) * (y - ym))
+    });
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (slope, ym - slope * xm)
+}
+
+/// Population standard deviation (numpy's `std()`, ddof = 0); 0 for no values.
+fn std_dev(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let n = values.clone().count() as f64;
+    if n == 0.0 {
+        return 0.0;
+    }
+    let mean = values.clone().sum::<f64>() / n;
+    (values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt()
+}
+
+/// Each marked sample also marks its neighbours, as numpy's
+/// `convolve(mask, ones(ngrow), mode="same")` does: `(ngrow - 1) / 2` before, `ngrow / 2` after.
+fn dilate(bad: &[bool], ngrow: usize) -> Vec<bool> {
+    let mut out = vec![false; bad.len()];
+    let (before, after) = ((ngrow - 1) / 2, ngrow / 2);
+    for (i, _) in bad.iter().enumerate().filter(|(_, b)| **b) {
+        let end = (i + after).min(bad.len() - 1);
+        out[i.saturating_sub(before)..=end].fill(true);
+    }
+    out
+}
+
+/// numpy's median of sorted `f32` values: the middle one, or the mean of the two middle ones
+/// taken in `f32` as numpy does for `float32` data.
+fn median_of_sorted(sorted: &[f32]) -> Option<f32> {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted.get(n / 2).copied()
+    } else {
+        Some((*sorted.get(n / 2 - 1)? + *sorted.get(n / 2)?) / 2.0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const STRETCHES: [Stretch; 5] = [
+        Stretch::Linear,
+        Stretch::Sqrt,
+        Stretch::LOG,
+        Stretch::ASINH,
+        Stretch::Log { a: 0.5 },
+    ];
+
+    fn stretched(values: &[f32], lims: (f32, f32), stretch: &Stretch) -> Vec<f32> {
+        let mut out = vec![-1.0; values.len()];
+        apply(values, lims, stretch, &mut out);
+        out
+    }
+
+    #[test]
+    fn stretches_map_the_limits_to_0_and_1_and_clip_outside() {
+        for s in &STRETCHES {
+            let out = stretched(&[2.0, 6.0, -10.0, 50.0], (2.0, 6.0), s);
+            assert_eq!(out, [0.0, 1.0, 0.0, 1.0], "{s:?}");
+        }
+    }
+
+    #[test]
+    fn stretches_are_monotonic_within_0_1() {
+        let ramp: Vec<f32> = (0..=1000).map(|i| i as f32 / 1000.0).collect();
+        for s in &STRETCHES {
+            let out = stretched(&ramp, (0.0, 1.0), s);
+            assert!(out.windows(2).all(|w| w[0] <= w[1]), "{s:?} not monotonic");
+            assert!(
+                out.iter().all(|y| (0.0..=1.0).contains(y)),
+                "{s:?} leaves [0, 1]"
+            );
+            // Every non-linear stretch lifts the middle of the range.
+            if *s != Stretch::Linear {
+                assert!(out[500] > 0.5, "{s:?}: y(0.5) = {}", out[500]);
+            }
+        }
+    }
+
+    #[test]
+    fn stretches_follow_their_formulas() {
+        // astropy's definitions, evaluated in f64.
+        let x = 0.3f64;
+        let want = [
+            x,
+            x.sqrt(),
+            (1000.0 * x + 1.0).ln() / 1001f64.ln(),
+            (x / 0.1).asinh() / 10f64.asinh(),
+            (0.5 * x + 1.0).ln() / 1.5f64.ln(),
+        ];
+        for (s, want) in STRETCHES.iter().zip(want) {
+            let got = stretched(&[0.3], (0.0, 1.0), s)[0];
+            assert!(
+                (f64::from(got) - want).abs() < 1e-6,
+                "{s:?}: {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn nan_stays_nan_and_infinities_clip() {
+        for s in &STRETCHES {
+            let out = stretched(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], (0.0, 1.0), s);
+            assert!(out[0].is_nan(), "{s:?}");
+            assert_eq!(&out[1..], [1.0, 0.0], "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_constant_image_does_not_divide_by_zero() {
+        let flat = [7.5f32; 20];
+        for interval in [
+            Interval::MinMax,
+            Interval::ZScale,
+            Interval::central_percentile(99.5),
+        ] {
+            let lims = limits(&flat, &interval).unwrap();
+            assert_eq!(lims, (7.5, 7.5), "{interval:?}");
+            for s in &STRETCHES {
+                assert!(stretched(&flat, lims, s).iter().all(|&y| y == 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn limits_ignore_nan_and_infinities() {
+        let v = [f32::NAN, 3.0, f32::INFINITY, -1.0, f32::NEG_INFINITY, 2.0];
+        assert_eq!(limits(&v, &Interval::MinMax), Some((-1.0, 3.0)));
+        let all = Interval::Percentile {
+            lower: 0.0,
+            upper: 100.0,
+        };
+        assert_eq!(limits(&v, &all), Some((-1.0, 3.0)));
+        assert_eq!(limits(&v, &Interval::ZScale), Some((-1.0, 3.0)));
+        let none = [f32::NAN, f32::INFINITY];
+        for interval in [Interval::MinMax, all, Interval::ZScale] {
+            assert_eq!(limits(&none, &interval), None);
+            assert_eq!(limits(&[], &interval), None);
+        }
+    }
+
+    #[test]
+    fn percentiles_interpolate_like_numpy() {
+        // numpy.percentile([4, 1, 3, 2], (10, 50, 75, 100)) = 1.3, 2.5, 3.25, 4.
+        let v = [4.0f32, 1.0, 3.0, 2.0];
+        let p = |lower, upper| limits(&v, &Interval::Percentile { lower, upper }).unwrap();
+        let (lo, hi) = p(10.0, 50.0);
+        assert!((lo - 1.3).abs() < 1e-6 && hi == 2.5, "{lo} {hi}");
+        assert_eq!(p(75.0, 100.0), (3.25, 4.0));
+        assert_eq!(decimal_f64(99.9), 99.9f64);
+        assert_eq!(
+            Interval::central_percentile(99.5),
+            Interval::Percentile {
+                lower: 0.25,
+                upper: 99.75
+            }
+        );
+    }
+
+    #[test]
+    fn sampled_percentiles_stay_close_to_exact_ones() {
+        // A shuffled ramp: the exact p-th percentile of 0..n is p/100·(n-1).
+        let n = 200_000u64;
+        let v: Vec<f32> = (0..n).map(|i| (splitmix64(i) % n) as f32).collect();
+        let exact = percentiles(&v, 1.0, 99.0, usize::MAX).unwrap();
+        let sampled = percentiles(&v, 1.0, 99.0, 10_000).unwrap();
+        let tol = 0.01 * n as f32;
+        assert!((exact.0 - sampled.0).abs() < tol, "{exact:?} {sampled:?}");
+        assert!((exact.1 - sampled.1).abs() < tol, "{exact:?} {sampled:?}");
+        assert!(finite_sample(&v, 10_000).len() <= 10_000);
+    }
+
+    #[test]
+    fn zscale_stays_within_the_data_and_rejects_outliers() {
+        // A noisy flat background with a few very bright pixels: zscale ignores the bright
+        // tail that min/max follows.
+        let mut v: Vec<f32> = (0..10_000u64)
+            .map(|i| 100.0 + (splitmix64(i) % 1000) as f32 / 100.0)
+            .collect();
+        for i in (0..v.len()).step_by(97) {
+            v[i] = 1e5;
+        }
+        let (lo, hi) = limits(&v, &Interval::ZScale).unwrap();
+        let (min, max) = limits(&v, &Interval::MinMax).unwrap();
+        assert!(min <= lo && lo < hi && hi <= max, "{lo} {hi}");
+        assert!(hi < 200.0, "zscale followed the outliers: {hi}");
+        // Fewer than min_npixels samples: the samples' range.
+        assert_eq!(
+            limits(&[3.0, 1.0, 2.0], &Interval::ZScale),
+            Some((1.0, 3.0))
+        );
+    }
+
+    #[test]
+    fn dilation_matches_numpy_same_mode_convolution() {
+        // numpy.convolve(mask, ones(k, bool), mode="same") with mask[8] = True on 20 samples
+        // marks 8..=8 (k = 1), 8..=9 (k = 2), 7..=9 (k = 3), 4..=13 (k = 10).
+        let mut mask = vec![false; 20];
+        mask[8] = true;
+        for (k, range) in [(1, 8..=8), (2, 8..=9), (3, 7..=9), (10, 4..=13)] {
+            let got: Vec<usize> = (0..20).filter(|&i| dilate(&mask, k)[i]).collect();
+            assert_eq!(got, range.collect::<Vec<_>>(), "k = {k}");
+        }
+        let ends = dilate(&(0..20).map(|i| i == 0 || i == 19).collect::<Vec<_>>(), 10);
+        assert_eq!(ends.iter().filter(|b| **b).count(), 11);
+    }
+}
