@@ -14,10 +14,12 @@
 
 pub mod cli;
 pub mod cutout_command;
+pub mod cutout_service;
 pub mod dali;
 pub mod demo;
 pub mod demo_tables;
 pub mod metrics;
+pub mod position_cutout;
 pub mod query_command;
 pub mod serve_command;
 pub mod serve_config;

@@ -140,6 +140,7 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .with_state(metrics.clone())
         .merge(tap::routes(state, jobs))
         .merge(crate::volumes::routes(tiles.volumes()))
+        .merge(crate::cutout_service::routes(tiles.clone()))
         .layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
 }
