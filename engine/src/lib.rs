@@ -3,8 +3,9 @@
 //! Opens FITS files with a memory map (never reading a data unit eagerly), parses every HDU
 //! header, exposes images of every BITPIX with their scaling, converts between sky and pixel
 //! coordinates ([`wcs::Wcs`]) and cuts images exactly as astropy's `Cutout2D` does
-//! ([`cutout`]), one at a time or in bulk from a catalogue ([`bulk`]). Tile-compressed and
-//! gzipped files go through cfitsio.
+//! ([`cutout`]), one at a time or in bulk from a catalogue ([`bulk`]), or across the edges of
+//! adjacent tiles by nearest pixel ([`stitch`]). Tile-compressed and gzipped files go through
+//! cfitsio.
 //!
 //! It does not serve HTTP, plan queries or resample: those are `insitu-server`,
 //! `insitu-adql` and `insitu-gpu`.
@@ -20,6 +21,7 @@ pub mod fits;
 mod mmap;
 pub mod npy;
 pub mod partial_file;
+pub mod stitch;
 pub mod wcs;
 
 pub use error::{Error, Result};

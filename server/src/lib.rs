@@ -13,12 +13,15 @@
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
 #![forbid(unsafe_code)]
 
+pub mod bulk_jobs;
 pub mod cli;
 pub mod cutout_command;
+pub mod cutout_service;
 pub mod dali;
 pub mod demo;
 pub mod demo_tables;
 pub mod metrics;
+pub mod position_cutout;
 pub mod preview;
 pub mod preview_command;
 pub mod query_command;

@@ -51,7 +51,8 @@ pub const DEFAULT_PERCENTILE: f64 = 99.5;
 pub const DEFAULT_QUALITY: u8 = 90;
 
 /// Every parameter [`PreviewOptions::from_params`] reads besides the format.
-const PREVIEW_PARAMS: [&str; 6] = [
+/// The request parameters that shape a preview (besides `format`).
+pub const PREVIEW_PARAMS: [&str; 6] = [
     "stretch",
     "interval",
     "percentile",

@@ -116,32 +116,50 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         config: config.tap.clone(),
         metrics: metrics.clone(),
     });
-    let jobs = uws::Jobs::open(
-        uws::UwsConfig {
-            dir: config.state_dir.join("tap-jobs"),
-            workers: config.async_workers,
-            default_execution_duration: config.tap.async_timeout.as_secs(),
-            max_execution_duration: config.tap.async_timeout_max.as_secs(),
-            default_destruction: config.tap.retention,
-        },
+    let jobs = open_jobs(
+        config,
+        "tap-jobs",
         Arc::new(AsyncRunner {
             state: state.clone(),
         }),
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the job store in {}",
-            config.state_dir.display()
-        )
-    })?;
+    )?;
+    let bulk_jobs = open_jobs(
+        config,
+        "cutout-jobs",
+        Arc::new(crate::bulk_jobs::BulkRunner {
+            tiles: tiles.clone(),
+        }),
+    )?;
     let router = Router::new()
         .route("/", get(index))
         .route("/metrics", get(render_metrics))
         .with_state(metrics.clone())
         .merge(tap::routes(state, jobs))
         .merge(crate::volumes::routes(tiles.volumes()))
+        .merge(crate::cutout_service::routes(tiles.clone()))
+        .merge(crate::bulk_jobs::routes(bulk_jobs))
         .layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
+}
+
+/// A UWS job store in `<state_dir>/<folder>`, with the async limits of the configuration.
+fn open_jobs(
+    config: &ServeConfig,
+    folder: &str,
+    runner: Arc<dyn uws::Runner>,
+) -> anyhow::Result<Arc<uws::Jobs>> {
+    let dir = config.state_dir.join(folder);
+    uws::Jobs::open(
+        uws::UwsConfig {
+            dir: dir.clone(),
+            workers: config.async_workers,
+            default_execution_duration: config.tap.async_timeout.as_secs(),
+            max_execution_duration: config.tap.async_timeout_max.as_secs(),
+            default_destruction: config.tap.retention,
+        },
+        runner,
+    )
+    .with_context(|| format!("cannot open the job store in {}", dir.display()))
 }
 
 /// One log line and one metrics count per request, and the `Server` header.
