@@ -4,10 +4,13 @@
 //! ([`tap`]: sync queries, async UWS jobs persisted on disk ([`uws`]), uploads, VOSI
 //! ([`vosi`])) with VOTable in and out ([`votable`]), DALI parameters and errors ([`dali`]) and
 //! Prometheus metrics ([`metrics`]); with no table it serves the demo tables ([`demo_tables`]).
+//! It serves the FITS images of read-only data volumes ([`volumes`]: tile index, ObsCore,
+//! `/volumes`) as position-first cutouts stitched across tiles ([`position_cutout`],
+//! [`cutout_service`]), previews ([`preview`]) and bulk cutout jobs ([`bulk_jobs`]).
 //! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
 //! (a Euclid-MER-like mosaic, cut in bulk), `insitu preview` (a PNG or JPEG quick look,
-//! grey or an RGB composite: [`preview`], [`preview_command`]) and `insitu query` (one ADQL
-//! query over local files). SODA, tensors and the datalab launcher belong here next; the FITS work lives in
+//! grey or an RGB composite: [`preview_command`]) and `insitu query` (one ADQL query over
+//! local files). Tensors and the datalab launcher belong here next; the FITS work lives in
 //! `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.

@@ -202,6 +202,9 @@ async fn index() -> Response {
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "insitu: bring your questions to the data\n\n\
          /tap            IVOA TAP 1.1 (sync, async, capabilities, availability, tables)\n\
+         /volumes        the mounted volumes (tile index: <volume>.mosaic_product, ivoa.obscore)\n\
+         /cutout         ?ra=&dec=&size=&band=[&format=png|jpeg]: cutouts stitched across tiles\n\
+         /cutout/async   bulk cutout jobs (UWS): a catalogue in, tar/zip/FITS/npy out\n\
          /metrics        Prometheus metrics\n",
     )
         .into_response()
