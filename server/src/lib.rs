@@ -6,8 +6,9 @@
 //! Prometheus metrics ([`metrics`]); with no table it serves the demo tables ([`demo_tables`]).
 //! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
 //! (a Euclid-MER-like mosaic, cut in bulk) and `insitu query` (one ADQL query over local
-//! files). SODA, tensors and the datalab launcher belong here next; the FITS work lives in
-//! `insitu-engine`, ADQL in `insitu-adql`.
+//! files). [`soda`] cuts the volumes' images (IVOA SODA 1.0, DataLink 1.1 and the Euclid
+//! archive's cutout form). Tensors and the datalab launcher belong here next; the FITS work
+//! lives in `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod query_command;
 pub mod serve_command;
 pub mod serve_config;
+pub mod soda;
 pub mod tap;
 pub mod uws;
 pub mod volumes;

@@ -108,7 +108,8 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         tokio::task::spawn_blocking(move || crate::volumes::open_all(&mounts, demo, &cache))
             .await
             .context("the volume scan stopped")??;
-    let volume_tables = crate::volumes::register_tables(&engine, &volumes)?;
+    let volume_tables =
+        crate::volumes::register_tables(&engine, &volumes, config.tap.base_url.as_deref())?;
     let tiles = Arc::new(crate::volumes::Tiles::new(volumes));
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(TapState {
@@ -140,6 +141,7 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .with_state(metrics.clone())
         .merge(tap::routes(state, jobs))
         .merge(crate::volumes::routes(tiles.volumes()))
+        .merge(crate::soda::service(config, tiles.clone())?)
         .layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
 }
