@@ -10,8 +10,9 @@
 //! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
 //! (a Euclid-MER-like mosaic, cut in bulk), `insitu preview` (a PNG or JPEG quick look,
 //! grey or an RGB composite: [`preview_command`]) and `insitu query` (one ADQL query over
-//! local files). Tensors and the datalab launcher belong here next; the FITS work lives in
-//! `insitu-engine`, ADQL in `insitu-adql`.
+//! local files). [`soda`] cuts the volumes' images by dataset (IVOA SODA 1.0, DataLink 1.1
+//! and the Euclid archive's cutout form). Tensors and the datalab launcher belong here next;
+//! the FITS work lives in `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod preview_command;
 pub mod query_command;
 pub mod serve_command;
 pub mod serve_config;
+pub mod soda;
 pub mod tap;
 pub mod uws;
 pub mod volumes;

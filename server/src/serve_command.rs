@@ -108,7 +108,8 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         tokio::task::spawn_blocking(move || crate::volumes::open_all(&mounts, demo, &cache))
             .await
             .context("the volume scan stopped")??;
-    let volume_tables = crate::volumes::register_tables(&engine, &volumes)?;
+    let volume_tables =
+        crate::volumes::register_tables(&engine, &volumes, config.tap.base_url.as_deref())?;
     let tiles = Arc::new(crate::volumes::Tiles::new(volumes));
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(TapState {
@@ -130,6 +131,17 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
             tiles: tiles.clone(),
         }),
     )?;
+    let soda_jobs = open_jobs(
+        config,
+        "soda-jobs",
+        Arc::new(crate::soda::AsyncRunner {
+            tiles: tiles.clone(),
+        }),
+    )?;
+    let soda = Arc::new(crate::soda::SodaState {
+        tiles: tiles.clone(),
+        base_url: config.tap.base_url.clone(),
+    });
     let router = Router::new()
         .route("/", get(index))
         .route("/metrics", get(render_metrics))
@@ -138,6 +150,7 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .merge(crate::volumes::routes(tiles.volumes()))
         .merge(crate::cutout_service::routes(tiles.clone()))
         .merge(crate::bulk_jobs::routes(bulk_jobs))
+        .merge(crate::soda::routes(soda, soda_jobs))
         .layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
 }
@@ -205,6 +218,8 @@ async fn index() -> Response {
          /volumes        the mounted volumes (tile index: <volume>.mosaic_product, ivoa.obscore)\n\
          /cutout         ?ra=&dec=&size=&band=[&format=png|jpeg]: cutouts stitched across tiles\n\
          /cutout/async   bulk cutout jobs (UWS): a catalogue in, tar/zip/FITS/npy out\n\
+         /soda           IVOA SODA 1.0 (sync, async, capabilities) on dataset ids\n\
+         /datalink/links IVOA DataLink 1.1 for dataset ids (ivoa.obscore obs_publisher_did)\n\
          /metrics        Prometheus metrics\n",
     )
         .into_response()

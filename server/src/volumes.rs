@@ -245,8 +245,13 @@ pub fn open_all(
 }
 
 /// Registers `<volume>.mosaic_product` for each volume and `ivoa.obscore` over all of them
-/// (none when there is no volume). Returns how many tables were registered.
-pub fn register_tables(engine: &AdqlEngine, volumes: &[Volume]) -> anyhow::Result<usize> {
+/// (none when there is no volume), its `access_url` the DataLink links of each image when the
+/// public `base_url` is known. Returns how many tables were registered.
+pub fn register_tables(
+    engine: &AdqlEngine,
+    volumes: &[Volume],
+    base_url: Option<&str>,
+) -> anyhow::Result<usize> {
     for volume in volumes {
         let (schema, batch) = mosaic_product(volume)?;
         engine
@@ -256,7 +261,7 @@ pub fn register_tables(engine: &AdqlEngine, volumes: &[Volume]) -> anyhow::Resul
     if volumes.is_empty() {
         return Ok(0);
     }
-    let (schema, batch) = obscore(volumes)?;
+    let (schema, batch) = obscore(volumes, base_url)?;
     engine
         .register_batches("ivoa.obscore", schema, vec![batch])
         .context("table ivoa.obscore")?;

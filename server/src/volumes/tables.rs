@@ -23,6 +23,14 @@ fn field(name: &str, kind: DataType, nullable: bool, unit: &str, ucd: &str, text
     Field::new(name, kind, nullable).with_metadata(meta)
 }
 
+/// `f` with an ObsCore 1.1 utype (Table 5), by which clients such as pyvo find the access
+/// columns.
+fn with_utype(f: Field, utype: &str) -> Field {
+    let mut meta = f.metadata().clone();
+    meta.insert("utype".to_string(), utype.to_string());
+    f.with_metadata(meta)
+}
+
 /// The schema of `<volume>.mosaic_product`, exactly the columns issue 5 names.
 pub fn mosaic_product_schema() -> SchemaRef {
     use DataType::{Float64, Int16, Int64, Utf8};
@@ -207,21 +215,29 @@ pub fn obscore_schema() -> SchemaRef {
             "meta.ref.ivoid",
             "ivo://insitu/<volume>?<path under the volume>",
         ),
-        field(
-            "access_url",
-            Utf8,
-            true,
-            "",
-            "meta.ref.url",
-            "Not served yet (SODA comes later)",
+        with_utype(
+            field(
+                "access_url",
+                Utf8,
+                true,
+                "",
+                "meta.ref.url",
+                "DataLink links of the image (its file and SODA cutouts); null when the \
+                 service has no configured base_url",
+            ),
+            "obscore:Access.Reference",
         ),
-        field(
-            "access_format",
-            Utf8,
-            false,
-            "",
-            "meta.code.mime",
-            "application/fits",
+        with_utype(
+            field(
+                "access_format",
+                Utf8,
+                false,
+                "",
+                "meta.code.mime",
+                "Media type at access_url: a DataLink document; application/fits when there \
+                 is no access_url",
+            ),
+            "obscore:Access.Format",
         ),
         field(
             "access_estsize",
@@ -394,9 +410,11 @@ fn obs_id(row: &ImageRow) -> String {
     path.to_string()
 }
 
-/// One ObsCore row per image of every volume.
+/// One ObsCore row per image of every volume; with the service's public `base_url`,
+/// `access_url` is the image's DataLink `{links}` URL (DataLink 1.1 §3.1).
 pub fn obscore(
     volumes: &[Volume],
+    base_url: Option<&str>,
 ) -> Result<(SchemaRef, RecordBatch), insitu_adql::arrow::error::ArrowError> {
     let rows: Vec<(&str, &ImageRow)> = volumes
         .iter()
@@ -428,8 +446,21 @@ pub fn obscore(
         text(&|v, _| Some(v.to_string())),
         text(&|_, r| Some(obs_id(r))),
         text(&|v, r| Some(format!("ivo://insitu/{v}?{}", r.relative_path))),
-        no_text(),
-        fixed("application/fits"),
+        match base_url {
+            Some(base) => text(&|v, r| {
+                let did = format!("ivo://insitu/{v}?{}", r.relative_path);
+                Some(crate::soda::datalink::links_url(
+                    base.trim_end_matches('/'),
+                    &did,
+                ))
+            }),
+            None => no_text(),
+        },
+        fixed(if base_url.is_some() {
+            crate::soda::datalink::DATALINK_MIME
+        } else {
+            "application/fits"
+        }),
         int(&|r| i64::try_from(r.size.div_ceil(1024)).ok()),
         no_text(),
         real(&|r| r.ra),
