@@ -30,13 +30,12 @@ use insitu_adql::arrow::array::{Array, AsArray, RecordBatch};
 use insitu_adql::arrow::compute::cast;
 use insitu_adql::arrow::datatypes::{DataType, Float64Type};
 use insitu_engine::cutout::Size;
-use insitu_engine::fits::{Card, Header, Value};
 use insitu_engine::npy::NpyWriter;
 use rayon::prelude::*;
 
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
-use crate::position_cutout::{cut_at, BandCutout};
+use crate::position_cutout::{cut_at, empty_primary, BandCutout};
 use crate::tap::upload::{self, UploadLimits};
 use crate::uws::{self, JobInput, JobResult};
 use crate::volumes::Tiles;
@@ -377,8 +376,9 @@ fn run_job(tiles: &Tiles, job: &JobInput, stop: &AtomicBool) -> Result<Vec<JobRe
     let mut nan_rows: Vec<usize> = request.bad.iter().map(|b| b.row).collect();
     let result_path = job.results_dir.join(request.format.file());
     let mut sink: Option<Box<dyn Sink>> = match request.format {
-        BulkFormat::Tar => Some(Box::new(TarSink::create(&result_path)?)),
-        BulkFormat::Zip => Some(Box::new(ZipSink::create(&result_path)?)),
+        BulkFormat::Tar | BulkFormat::Zip => {
+            Some(Box::new(ArchiveSink::create(&result_path, request.format)?))
+        }
         BulkFormat::Fits => Some(Box::new(MefSink::create(&result_path)?)),
         // The stack's shape is known from the first cutout.
         BulkFormat::Npy => None,
@@ -493,63 +493,62 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// One cutout as a FITS HDU: primary (a file of its own) or an IMAGE extension named `extname`.
-fn hdu_bytes(cutout: &BandCutout, extension: Option<&str>) -> Vec<u8> {
-    let mut header: Header = cutout.header.clone();
-    if let Some(name) = extension {
-        header.remove("SIMPLE");
-        header.remove("EXTEND");
-        header.insert(
-            0,
-            Card::new("XTENSION", Value::String("IMAGE".into()), "image extension"),
-        );
-        let last_axis = format!("NAXIS{}", header.integer("NAXIS").unwrap_or(2));
-        header.set("PCOUNT", Value::Integer(0), Some(&last_axis));
-        header.set("GCOUNT", Value::Integer(1), Some("PCOUNT"));
-        header.set("EXTNAME", Value::String(name.to_string()), None);
-    }
-    let mut out = header.to_bytes();
-    out.reserve(cutout.data.len() * 4 + 2880);
-    for v in &cutout.data {
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    out.resize(out.len().div_ceil(2880) * 2880, 0);
-    out
-}
-
 /// A file written beside its final name and renamed into place when complete.
 fn partial(path: &Path) -> PathBuf {
     path.with_extension("partial")
 }
 
-struct TarSink {
-    builder: tar::Builder<BufWriter<File>>,
+/// A tar or zip of `<id>_<band>.fits` files, with `errors.csv` at the end.
+struct ArchiveSink {
+    archive: Archive,
     path: PathBuf,
 }
 
-impl TarSink {
-    fn create(path: &Path) -> Result<TarSink, String> {
-        let file = File::create(partial(path)).map_err(io_error)?;
-        Ok(TarSink {
-            builder: tar::Builder::new(BufWriter::new(file)),
+enum Archive {
+    Tar(tar::Builder<BufWriter<File>>),
+    Zip(zip::ZipWriter<BufWriter<File>>),
+}
+
+impl ArchiveSink {
+    fn create(path: &Path, format: BulkFormat) -> Result<ArchiveSink, String> {
+        let out = BufWriter::new(File::create(partial(path)).map_err(io_error)?);
+        let archive = match format {
+            BulkFormat::Zip => Archive::Zip(zip::ZipWriter::new(out)),
+            _ => Archive::Tar(tar::Builder::new(out)),
+        };
+        Ok(ArchiveSink {
+            archive,
             path: path.to_path_buf(),
         })
     }
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        self.builder.append_data(&mut header, name, bytes)
+        match &mut self.archive {
+            Archive::Tar(tar) => {
+                let mut header = tar::Header::new_ustar();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                header.set_mtime(0);
+                tar.append_data(&mut header, name, bytes)
+            }
+            Archive::Zip(zip) => {
+                // FITS pixels hardly compress: stored, with ZIP64 for files past 4 GB.
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored)
+                    .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
+                zip.start_file(name, options)
+                    .map_err(std::io::Error::other)?;
+                zip.write_all(bytes)
+            }
+        }
     }
 }
 
-impl Sink for TarSink {
+impl Sink for ArchiveSink {
     fn add(&mut self, row: &Row, cutouts: &[BandCutout]) -> std::io::Result<()> {
         for c in cutouts {
             let name = format!("{}_{}.fits", row.stem(), c.band);
-            self.append(&name, &hdu_bytes(c, None))?;
+            self.append(&name, &c.primary_hdu())?;
         }
         Ok(())
     }
@@ -557,51 +556,10 @@ impl Sink for TarSink {
     fn finish(mut self: Box<Self>, errors: &Path) -> std::io::Result<()> {
         let text = std::fs::read(errors)?;
         self.append("errors.csv", &text)?;
-        let mut out = self.builder.into_inner()?;
-        out.flush()?;
-        std::fs::rename(partial(&self.path), &self.path)
-    }
-}
-
-struct ZipSink {
-    zip: zip::ZipWriter<BufWriter<File>>,
-    path: PathBuf,
-}
-
-impl ZipSink {
-    fn create(path: &Path) -> Result<ZipSink, String> {
-        let file = File::create(partial(path)).map_err(io_error)?;
-        Ok(ZipSink {
-            zip: zip::ZipWriter::new(BufWriter::new(file)),
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn append(&mut self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        // FITS pixels hardly compress: stored, with ZIP64 for archives past 4 GB.
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(bytes.len() as u64 >= u32::MAX as u64);
-        self.zip
-            .start_file(name, options)
-            .map_err(std::io::Error::other)?;
-        self.zip.write_all(bytes)
-    }
-}
-
-impl Sink for ZipSink {
-    fn add(&mut self, row: &Row, cutouts: &[BandCutout]) -> std::io::Result<()> {
-        for c in cutouts {
-            let name = format!("{}_{}.fits", row.stem(), c.band);
-            self.append(&name, &hdu_bytes(c, None))?;
-        }
-        Ok(())
-    }
-
-    fn finish(mut self: Box<Self>, errors: &Path) -> std::io::Result<()> {
-        let text = std::fs::read(errors)?;
-        self.append("errors.csv", &text)?;
-        let mut out = self.zip.finish().map_err(std::io::Error::other)?;
+        let mut out = match self.archive {
+            Archive::Tar(tar) => tar.into_inner()?,
+            Archive::Zip(zip) => zip.finish().map_err(std::io::Error::other)?,
+        };
         out.flush()?;
         std::fs::rename(partial(&self.path), &self.path)
     }
@@ -618,21 +576,9 @@ impl MefSink {
     fn create(path: &Path) -> Result<MefSink, String> {
         let file = File::create(partial(path)).map_err(io_error)?;
         let mut out = BufWriter::new(file);
-        let mut primary = Header::default();
-        primary.push(Card::new("SIMPLE", Value::Logical(true), "FITS"));
-        primary.push(Card::new("BITPIX", Value::Integer(8), ""));
-        primary.push(Card::new(
-            "NAXIS",
-            Value::Integer(0),
-            "no data: cutouts follow",
-        ));
-        primary.push(Card::new("EXTEND", Value::Logical(true), ""));
-        primary.push(Card::new(
-            "ORIGIN",
-            Value::String("insitu".into()),
-            "bulk cutouts",
-        ));
-        out.write_all(&primary.to_bytes()).map_err(io_error)?;
+        // How many cutouts there will be is known only at the end: no NEXTEND.
+        out.write_all(&empty_primary(None, "bulk cutouts"))
+            .map_err(io_error)?;
         Ok(MefSink {
             out,
             path: path.to_path_buf(),
@@ -644,7 +590,7 @@ impl Sink for MefSink {
     fn add(&mut self, row: &Row, cutouts: &[BandCutout]) -> std::io::Result<()> {
         for c in cutouts {
             let name = format!("{}_{}", row.stem(), c.band);
-            self.out.write_all(&hdu_bytes(c, Some(&name)))?;
+            self.out.write_all(&c.extension_hdu(&name))?;
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod cutout_service;
 pub mod dali;
 pub mod demo;
 pub mod demo_tables;
+pub mod file_stream;
 pub mod metrics;
 pub mod position_cutout;
 pub mod preview;

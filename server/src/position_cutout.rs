@@ -514,37 +514,58 @@ fn string_card(keyword: &str, value: &str) -> Card {
 /// (EXTNAME = the band), in order — the same layout for one band as for several, so that a
 /// client always finds a band by name (`hdul["VIS"]`).
 pub fn bands_to_fits(cutouts: &[BandCutout]) -> Vec<u8> {
-    let mut primary = Header::default();
-    for card in [
-        Card::new("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
-        Card::new("BITPIX", Value::Integer(8), ""),
-        Card::new(
-            "NAXIS",
-            Value::Integer(0),
-            "no data: one extension per band",
-        ),
-        Card::new("EXTEND", Value::Logical(true), ""),
-        Card::new("NEXTEND", Value::Integer(cutouts.len() as i64), "bands"),
-        Card::new("ORIGIN", Value::String("insitu".into()), ""),
-    ] {
-        primary.push(card);
-    }
-    let mut out = primary.to_bytes();
+    let mut out = empty_primary(Some(cutouts.len()), "bands");
     for c in cutouts {
-        out.extend_from_slice(&extension_header(&c.header, &c.band).to_bytes());
-        out.reserve(c.data.len() * 4 + BLOCK_LEN);
-        for v in &c.data {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        // FITS 4.0 §3.3.2: the data unit is padded with zeros to a whole block.
-        out.resize(out.len().div_ceil(BLOCK_LEN) * BLOCK_LEN, 0);
+        out.extend_from_slice(&c.extension_hdu(&c.band));
     }
     out
 }
 
+/// An empty primary HDU, announcing how many extensions follow (`NEXTEND`, commented
+/// `what`) when that is known.
+pub fn empty_primary(extensions: Option<usize>, what: &str) -> Vec<u8> {
+    let mut primary = Header::default();
+    for card in [
+        Card::new("SIMPLE", Value::Logical(true), "conforms to FITS standard"),
+        Card::new("BITPIX", Value::Integer(8), ""),
+        Card::new("NAXIS", Value::Integer(0), "no data: extensions follow"),
+        Card::new("EXTEND", Value::Logical(true), ""),
+    ] {
+        primary.push(card);
+    }
+    if let Some(n) = extensions {
+        primary.push(Card::new("NEXTEND", Value::Integer(n as i64), what));
+    }
+    primary.push(Card::new("ORIGIN", Value::String("insitu".into()), what));
+    primary.to_bytes()
+}
+
+impl BandCutout {
+    /// The cutout as a FITS file of its own (a primary HDU).
+    pub fn primary_hdu(&self) -> Vec<u8> {
+        self.hdu(self.header.to_bytes())
+    }
+
+    /// The cutout as an IMAGE extension named `extname`.
+    pub fn extension_hdu(&self, extname: &str) -> Vec<u8> {
+        self.hdu(extension_header(&self.header, extname).to_bytes())
+    }
+
+    /// A header's bytes followed by the pixels, big-endian float32, padded to a block.
+    fn hdu(&self, mut out: Vec<u8>) -> Vec<u8> {
+        out.reserve(self.data.len() * 4 + BLOCK_LEN);
+        for v in &self.data {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        // FITS 4.0 §3.3.2: the data unit is padded with zeros to a whole block.
+        out.resize(out.len().div_ceil(BLOCK_LEN) * BLOCK_LEN, 0);
+        out
+    }
+}
+
 /// A primary header as an IMAGE extension's (FITS 4.0 §7.1.1: XTENSION first, PCOUNT and
 /// GCOUNT after the last NAXISn).
-fn extension_header(primary: &Header, band: &str) -> Header {
+fn extension_header(primary: &Header, extname: &str) -> Header {
     let mut h = primary.clone();
     h.remove("SIMPLE");
     h.remove("EXTEND");
@@ -556,7 +577,7 @@ fn extension_header(primary: &Header, band: &str) -> Header {
     h.set("PCOUNT", Value::Integer(0), Some(&last_axis));
     h.set("GCOUNT", Value::Integer(1), Some("PCOUNT"));
     h.remove("EXTNAME");
-    h.set("EXTNAME", Value::String(band.into()), Some("GCOUNT"));
+    h.set("EXTNAME", Value::String(extname.into()), Some("GCOUNT"));
     h
 }
 

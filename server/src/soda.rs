@@ -3,7 +3,7 @@
 //! descriptor per dataset, the files themselves, VOSI, and the Euclid archive's own cutout
 //! form (astroquery's `Euclid.get_cutout`).
 //!
-//! Resources ([`service`] opens them, [`routes`] serves them):
+//! Resources ([`routes`] serves them; `serve_command::app` opens `/soda/async`'s job store):
 //! - `/soda/sync` (GET, POST) and `/soda/async` (UWS 1.1 jobs, the job machinery TAP uses):
 //!   `ID` (ObsCore's `obs_publisher_did`, `ivo://insitu/<volume>?<path>`, or
 //!   `<volume>/<path>`: only images the volume scan listed, so nothing outside a volume), and

@@ -3,18 +3,14 @@
 //! read one HDU. Only files the volume scan listed are served, and only while they are still
 //! regular files inside their volume.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{SodaError, SodaState};
-
-/// Bytes read per chunk.
-const CHUNK: usize = 256 * 1024;
 
 /// `text` safe inside a quoted header parameter (file names come from the volume).
 pub fn header_safe(text: &str) -> String {
@@ -109,7 +105,7 @@ pub async fn download(
         None => (
             common,
             [(header::CONTENT_LENGTH, len.to_string())],
-            Body::from_stream(chunks(file, 0, len)),
+            Body::from_stream(crate::file_stream::chunks(file, 0, len)),
         )
             .into_response(),
         Some(Ok((start, end))) => (
@@ -119,7 +115,7 @@ pub async fn download(
                 (header::CONTENT_LENGTH, (end - start + 1).to_string()),
                 (header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")),
             ],
-            Body::from_stream(chunks(file, start, end - start + 1)),
+            Body::from_stream(crate::file_stream::chunks(file, start, end - start + 1)),
         )
             .into_response(),
         Some(Err(())) => (
@@ -128,45 +124,6 @@ pub async fn download(
         )
             .into_response(),
     }
-}
-
-/// `len` bytes of `file` from `start`, as a stream of chunks each read on the blocking pool.
-fn chunks(
-    file: std::fs::File,
-    start: u64,
-    len: u64,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures::stream::try_unfold((file, start, len), |(mut file, offset, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let (file, chunk) = tokio::task::spawn_blocking(move || {
-            let want = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
-            let mut chunk = vec![0; want];
-            let read = file
-                .seek(SeekFrom::Start(offset))
-                .and_then(|_| file.read(&mut chunk));
-            (
-                file,
-                read.map(|n| {
-                    chunk.truncate(n);
-                    chunk
-                }),
-            )
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        let chunk = chunk?;
-        if chunk.is_empty() {
-            // The file shrank under us: stop rather than loop.
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file is shorter than when it was opened",
-            ));
-        }
-        let n = chunk.len() as u64;
-        Ok(Some((Bytes::from(chunk), (file, offset + n, left - n))))
-    })
 }
 
 #[cfg(test)]

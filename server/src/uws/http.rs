@@ -3,11 +3,10 @@
 //! form or multipart body, names case-insensitive as DALI 1.1 §3.1 asks); UWS errors are short
 //! text/plain messages.
 
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,9 +20,6 @@ use crate::dali::DaliParams;
 /// The longest a blocking `WAIT` holds a request: UWS 1.1 §2.2.1 (blocking behaviour) lets the
 /// service cap it, and `WAIT=-1`, "as long as the service allows", gets this.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// Bytes read from disk per chunk of a streamed result.
-const CHUNK: usize = 256 * 1024;
 
 const XML: &str = "text/xml; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -412,33 +408,9 @@ async fn result_get(State(ctx): State<Ctx>, Path((id, result)): Path<(String, St
             (header::CONTENT_TYPE, stored.result.mime.clone()),
             (header::CONTENT_LENGTH, length.to_string()),
         ],
-        Body::from_stream(file_chunks(file)),
+        Body::from_stream(crate::file_stream::chunks(file, 0, length)),
     )
         .into_response())
-}
-
-/// A file's bytes as a stream of chunks, each read on tokio's blocking pool (what `tokio::fs`
-/// does too), so a large result never sits whole in memory.
-fn file_chunks(
-    file: std::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures::stream::try_unfold(file, |mut file| async move {
-        let (file, chunk) = tokio::task::spawn_blocking(move || {
-            let mut chunk = vec![0; CHUNK];
-            let read = file.read(&mut chunk);
-            (
-                file,
-                read.map(|n| {
-                    chunk.truncate(n);
-                    chunk
-                }),
-            )
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        let chunk = chunk?;
-        Ok((!chunk.is_empty()).then(|| (Bytes::from(chunk), file)))
-    })
 }
 
 async fn parameters_get(State(ctx): State<Ctx>, Path(id): Path<String>) -> Answer {
