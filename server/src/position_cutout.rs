@@ -536,7 +536,7 @@ pub fn empty_primary(extensions: Option<usize>, what: &str) -> Vec<u8> {
     if let Some(n) = extensions {
         primary.push(Card::new("NEXTEND", Value::Integer(n as i64), what));
     }
-    primary.push(Card::new("ORIGIN", Value::String("insitu".into()), what));
+    primary.push(Card::new("ORIGIN", Value::String("insitu".into()), ""));
     primary.to_bytes()
 }
 

@@ -345,7 +345,7 @@ async fn bad_requests_are_json_errors() {
         (
             at("size=1&format=png"),
             StatusCode::BAD_REQUEST,
-            "not available yet",
+            "1 band (grey) or 3",
         ),
         (
             at("size=1&format=tiff"),

@@ -496,31 +496,31 @@ async fn the_demo_serves_the_euclid_demo_volume() {
         dir.path(),
     )
     .await;
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(rows.len(), 12, "{rows:?}");
     for (i, row) in rows.iter().enumerate() {
-        let tile = 102_018_211 + (i / 2) as i64;
-        let band = if i % 2 == 0 { "NIR_H" } else { "VIS" };
+        let tile = 102_018_211 + (i / 3) as i64;
+        let band = ["NIR_H", "NIR_Y", "VIS"][i % 3];
         assert_eq!(row[0], tile.to_string());
         assert_eq!(row[1], band);
         assert_eq!(row[2], "512");
         assert_eq!(row[3], format!("euclid_demo/MER/{tile}"));
         assert_eq!(row[4], demo_tile_name(tile, band));
     }
-    let total: u64 = walk_names(&dir.path().join("cache/demo-volume-v1"))
+    let total: u64 = walk_names(&dir.path().join("cache/demo-volume-v2"))
         .iter()
         .map(|n| {
-            std::fs::metadata(dir.path().join("cache/demo-volume-v1").join(n))
+            std::fs::metadata(dir.path().join("cache/demo-volume-v2").join(n))
                 .unwrap()
                 .len()
         })
         .sum();
-    assert!(total < 10 << 20, "{total} bytes");
+    assert!(total < 16 << 20, "{total} bytes");
     let (_, _, body) = call(&app, "/volumes?format=json", None).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["volumes"][0]["name"], "euclid_demo");
-    assert_eq!(json["volumes"][0]["files"], 8);
+    assert_eq!(json["volumes"][0]["files"], 12);
     assert_eq!(
         json["volumes"][0]["bands"],
-        serde_json::json!(["NIR_H", "VIS"])
+        serde_json::json!(["NIR_H", "NIR_Y", "VIS"])
     );
 }

@@ -1,4 +1,5 @@
-//! The demo volume `euclid_demo`: 2×2 adjacent Euclid-MER-like tiles in two bands, small
+//! The demo volume `euclid_demo`: 2×2 adjacent Euclid-MER-like tiles in three bands (VIS and
+//! NISP Y and H, enough for an RGB preview), small
 //! float32 TAN images written once into the cache dir, and the tile writer tests use too.
 
 use std::io::Write;
@@ -12,13 +13,13 @@ use crate::demo::{mosaic_header, SplitMix64};
 /// The demo volume's name, hence the schema of its table `euclid_demo.mosaic_product`.
 pub const DEMO_VOLUME: &str = "euclid_demo";
 /// Bump when the demo tiles change: a new folder is written beside the old one.
-const DEMO_FOLDER: &str = "demo-volume-v1";
+const DEMO_FOLDER: &str = "demo-volume-v2";
 const DEMO_NPIX: usize = 512;
 /// 0.1″ pixels, as the Euclid MER mosaics.
 const PIXEL_DEG: f64 = 0.1 / 3600.0;
 /// Centre of the 2×2 tile block (the same field as `insitu demo`).
 const DEMO_CENTRE: (f64, f64) = (267.38, 65.5);
-const DEMO_BANDS: [(&str, &str); 2] = [("VIS", "VIS"), ("NIR_H", "NISP")];
+const DEMO_BANDS: [(&str, &str); 3] = [("VIS", "VIS"), ("NIR_Y", "NISP"), ("NIR_H", "NISP")];
 const DEMO_FIRST_TILE: i64 = 102_018_211;
 
 /// One synthetic tile: a `npix`² float32 TAN image, north up, east left, 0.1″ pixels, centred
@@ -107,7 +108,7 @@ pub(crate) fn demo_tiles() -> Vec<(i64, f64, f64)> {
     tiles
 }
 
-/// The demo volume's folder, `<cache_dir>/demo-volume-v1/`, written on first use (8 files of
+/// The demo volume's folder, `<cache_dir>/demo-volume-v2/`, written on first use (12 files of
 /// 1 MB, `MER/<tile>/<MER file name>`). Written into a temporary folder renamed at the end,
 /// so a half-written volume is never served.
 pub fn ensure_demo_volume(cache_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -136,7 +137,7 @@ pub fn ensure_demo_volume(cache_dir: &Path) -> anyhow::Result<PathBuf> {
     }
     std::fs::write(
         partial.join("README"),
-        "Synthetic Euclid-MER-like tiles (2×2 tiles, bands VIS and NIR_H) written by insitu\n",
+        "Synthetic Euclid-MER-like tiles (2×2 tiles, bands VIS, NIR_Y and NIR_H) written by insitu\n",
     )?;
     match std::fs::rename(&partial, &dir) {
         Ok(()) => Ok(dir),

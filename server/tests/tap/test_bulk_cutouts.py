@@ -24,7 +24,7 @@ from conftest import Server
 
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 PROGRESS = "{urn:insitu:uws:progress}progress"
-BANDS = ("VIS", "NIR_H")
+BANDS = ("VIS", "NIR_H")  # two of the demo's three bands
 SIZE_ARCSEC = 4.0  # 40 pixels of 0.1″
 
 
@@ -39,11 +39,11 @@ def demo(tmp_path_factory, insitu):
 def tiles(demo):
     """(band, WCS, data) of every demo tile, read with astropy from the volume folder."""
     out = []
-    for path in sorted((demo.cache_dir / "demo-volume-v1").rglob("*.fits")):
+    for path in sorted((demo.cache_dir / "demo-volume-v2").rglob("*.fits")):
         with fits.open(path) as hdul:
             h = hdul[0].header
             out.append((h["FILTER"], WCS(h), hdul[0].data.astype(np.float32)))
-    assert {b for b, _, _ in out} == set(BANDS) and len(out) == 8
+    assert {b for b, _, _ in out} == {"VIS", "NIR_Y", "NIR_H"} and len(out) == 12
     return out
 
 

@@ -54,6 +54,22 @@ def test_png_equals_astropy_on_the_fits_cutout(demo, params, interval, stretch):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
+def test_rgb_composite_stretches_each_band_on_its_own(demo):
+    """band=R,G,B: each channel is that band's own interval and stretch, as astropy's
+    make_rgb would with per-band limits."""
+    bands = ("NIR_H", "NIR_Y", "VIS")
+    cube = fits.open(io.BytesIO(fetch(demo, band=",".join(bands)).content))
+    assert [h.name for h in cube[1:]] == list(bands)
+    r = fetch(demo, band=",".join(bands), format="png", stretch="sqrt", percentile="99")
+    assert r.status_code == 200, r.text
+    got = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert got.shape == (60, 60, 3)
+    for c, hdu in enumerate(cube[1:]):
+        data = hdu.data.astype(np.float64)
+        want = np.rint(255 * SqrtStretch()(PercentileInterval(99)(data), clip=True))[::-1]
+        assert np.abs(got[..., c].astype(int) - want.astype(int)).max() <= 1, bands[c]
+
+
 def test_jpeg_and_errors(demo):
     r = fetch(demo, format="jpeg", quality="80")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"

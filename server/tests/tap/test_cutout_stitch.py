@@ -1,5 +1,5 @@
-"""`GET /cutout` against astropy, on the demo volume `euclid_demo` (2×2 adjacent 512² VIS and
-NIR_H tiles, each with its own tangent point) that `insitu serve` writes into its cache dir
+"""`GET /cutout` against astropy, on the demo volume `euclid_demo` (2×2 adjacent 512² VIS, NIR_Y
+and NIR_H tiles, each with its own tangent point) that `insitu serve` writes into its cache dir
 when started with no table or volume.
 
 Oracles: inside one tile, `astropy.nddata.Cutout2D` of that tile (data and WCS, exactly);
@@ -22,7 +22,7 @@ from astropy.wcs import WCS
 
 from conftest import Server
 
-DEMO_FOLDER = "demo-volume-v1"
+DEMO_FOLDER = "demo-volume-v2"
 # The block's centre: the corner the four tiles share (see server/src/volumes/demo.rs).
 CORNER = (267.38, 65.5)
 
@@ -134,7 +134,7 @@ def test_one_extension_per_band(demo):
     ra, dec = tiles[0][1].pixel_to_world_values(50.0, 60.0)
     hdul = get_cutout(demo, ra=float(ra), dec=float(dec), size="1.5")
     assert hdul[0].header["NAXIS"] == 0
-    assert [h.name for h in hdul[1:]] == ["NIR_H", "VIS"]
+    assert [h.name for h in hdul[1:]] == ["NIR_H", "NIR_Y", "VIS"]
     hdul = get_cutout(demo, ra=float(ra), dec=float(dec), size="1.5", band="vis,nir_h")
     assert [h.name for h in hdul[1:]] == ["VIS", "NIR_H"]
     assert all(h.data.shape == (15, 15) for h in hdul[1:])
@@ -143,7 +143,7 @@ def test_one_extension_per_band(demo):
 def test_errors_are_json(demo):
     for params, status in [({"ra": 10, "dec": -20, "size": 1}, 404),
                            ({"ra": CORNER[0], "dec": CORNER[1], "size": "big"}, 400),
-                           ({"ra": CORNER[0], "dec": CORNER[1], "size": 1, "band": "NIR_Y"}, 404),
+                           ({"ra": CORNER[0], "dec": CORNER[1], "size": 1, "band": "NIR_J"}, 404),
                            ({"ra": CORNER[0], "dec": CORNER[1]}, 400)]:
         r = requests.get(demo.base + "/cutout", params=params, timeout=60)
         assert r.status_code == status, r.text

@@ -52,7 +52,7 @@ def demo(tmp_path_factory, insitu):
 
 def tile_path(server: Server, did: str) -> Path:
     """The demo tile a DID names, in the server's cache folder (where the demo volume lives)."""
-    return server.cache_dir / "demo-volume-v1" / did.split("?", 1)[1]
+    return server.cache_dir / "demo-volume-v2" / did.split("?", 1)[1]
 
 
 @pytest.fixture(scope="module")
