@@ -203,3 +203,32 @@ def test_bad_requests_are_refused_or_fail_clearly(demo):
         assert doc.find(f"{UWS}phase").text == "ERROR", params
         message = doc.find(f"{UWS}errorSummary/{UWS}message").text
         assert message and str(demo.cache_dir) not in message, message
+
+
+def test_votable_catalogue_with_other_column_names(demo, tiles, catalogue):
+    """A VOTable (BINARY2, as astropy writes it) with RAJ2000/DEJ2000 and the ids in a column
+    named by ID_COL."""
+    from astropy.io.votable import from_table
+    from astropy.table import Table
+
+    rows = [r for r in catalogue if r[0].startswith("in")][:4]
+    table = Table({"RAJ2000": [r[1] for r in rows], "DEJ2000": [r[2] for r in rows],
+                   "designation": [r[0] for r in rows]})
+    buffer = io.BytesIO()
+    votable = from_table(table)
+    votable.get_first_table().format = "binary2"
+    votable.to_xml(buffer)
+    r = requests.post(demo.base + "/cutout/async",
+                      data={"SIZE": "40px", "BAND": "VIS", "FORMAT": "tar", "ID_COL": "designation",
+                            "PHASE": "RUN"},
+                      files={"catalog": ("targets.xml", buffer.getvalue(), "application/x-votable+xml")},
+                      allow_redirects=False, timeout=30)
+    assert r.status_code == 303, r.text
+    doc = ET.fromstring(requests.get(r.headers["Location"], params={"WAIT": "60"}, timeout=90).content)
+    assert doc.find(f"{UWS}phase").text == "COMPLETED", ET.tostring(doc).decode()
+    href = [e.get("{http://www.w3.org/1999/xlink}href") for e in doc.iter(f"{UWS}result")
+            if e.get("id") == "result"][0]
+    with tarfile.open(fileobj=io.BytesIO(requests.get(href, timeout=60).content)) as tar:
+        for name, ra, dec in rows:
+            got = fits.getdata(io.BytesIO(tar.extractfile(f"{name}_VIS.fits").read()))
+            np.testing.assert_array_equal(got, expected(tiles, "VIS", ra, dec).data)
