@@ -310,7 +310,7 @@ mod tests {
             .covering(row.ra, row.dec, None, Some("nope"))
             .is_empty());
         assert!(tiles
-            .covering(row.ra, row.dec, Some("NIR_Y"), None)
+            .covering(row.ra, row.dec, Some("NIR_J"), None)
             .is_empty());
     }
 }
