@@ -60,17 +60,21 @@ impl DaliParams {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for DaliParams {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+impl DaliParams {
+    /// Reads a request's parameters (query string, then a form or multipart body); a request
+    /// that cannot be read gives the HTTP status and the reason, for each service to answer in
+    /// its own error format.
+    pub async fn read<S: Send + Sync>(
+        req: Request,
+        state: &S,
+    ) -> Result<DaliParams, (StatusCode, String)> {
         let query = req.uri().query().unwrap_or("").to_string();
         let mut params = match serde_urlencoded::from_str::<Vec<(String, String)>>(&query) {
             Ok(p) => DaliParams::from_pairs(p),
             Err(e) => {
-                return Err(error(
+                return Err((
                     StatusCode::BAD_REQUEST,
-                    &format!("malformed query string: {e}"),
+                    format!("malformed query string: {e}"),
                 ))
             }
         };
@@ -92,9 +96,9 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
                 }
             }
             let mut multipart = Multipart::from_request(req, state).await.map_err(|e| {
-                error(
+                (
                     e.status(),
-                    &format!("malformed multipart body: {}", e.body_text()),
+                    format!("malformed multipart body: {}", e.body_text()),
                 )
             })?;
             loop {
@@ -102,9 +106,9 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => {
-                        return Err(error(
+                        return Err((
                             e.status(),
-                            &format!("multipart body not read: {}", e.body_text()),
+                            format!("multipart body not read: {}", e.body_text()),
                         ))
                     }
                 };
@@ -112,9 +116,9 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
                 let file_name = field.file_name().map(str::to_string);
                 let content_type = field.content_type().map(str::to_string);
                 let bytes = field.bytes().await.map_err(|e| {
-                    error(
+                    (
                         e.status(),
-                        &format!("multipart part {name:?} not read: {}", e.body_text()),
+                        format!("multipart part {name:?} not read: {}", e.body_text()),
                     )
                 })?;
                 if file_name.is_none() {
@@ -136,30 +140,36 @@ impl<S: Send + Sync> FromRequest<S> for DaliParams {
         if !content_type.starts_with("application/x-www-form-urlencoded")
             && !content_type.is_empty()
         {
-            return Err(error(
+            return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &format!(
+                format!(
                     "POST the parameters as application/x-www-form-urlencoded or \
                      multipart/form-data, not {content_type}"
                 ),
             ));
         }
         let body = Bytes::from_request(req, state).await.map_err(|e| {
-            error(
+            (
                 e.status(),
-                &format!("request body not read: {}", e.body_text()),
+                format!("request body not read: {}", e.body_text()),
             )
         })?;
         match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
             Ok(p) => params.pairs.extend(DaliParams::from_pairs(p).pairs),
-            Err(e) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed form body: {e}"),
-                ))
-            }
+            Err(e) => return Err((StatusCode::BAD_REQUEST, format!("malformed form body: {e}"))),
         }
         Ok(params)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for DaliParams {
+    type Rejection = Response;
+
+    /// [`DaliParams::read`], refused with a DALI error document.
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        DaliParams::read(req, state)
+            .await
+            .map_err(|(status, message)| error(status, &message))
     }
 }
 

@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -128,6 +128,26 @@ impl IntoResponse for SodaError {
             format!("{text}\n"),
         )
             .into_response()
+    }
+}
+
+/// A SODA request's parameters (DALI's reading); a request that cannot be read (malformed
+/// query string or body) is answered as SODA answers errors, `text/plain` starting with
+/// `UsageError`, with the status the reading gave.
+pub struct SodaParams(pub DaliParams);
+
+impl<S: Send + Sync> FromRequest<S> for SodaParams {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        DaliParams::read(req, state)
+            .await
+            .map(SodaParams)
+            .map_err(|(status, message)| {
+                let mut response = SodaError::Usage(message).into_response();
+                *response.status_mut() = status;
+                response
+            })
     }
 }
 
@@ -370,7 +390,7 @@ async fn answer(tiles: Arc<Tiles>, id: String, filter: Filter) -> Response {
     }
 }
 
-async fn sync(State(state): State<Arc<SodaState>>, params: DaliParams) -> Response {
+async fn sync(State(state): State<Arc<SodaState>>, SodaParams(params): SodaParams) -> Response {
     let request = match params::parse(&params, true) {
         Ok(r) => r,
         Err(e) => return SodaError::from(e).into_response(),

@@ -684,6 +684,29 @@ async fn errors_are_labelled_text() {
             );
         }
     }
+    // A request that cannot even be read is a SODA error too, not TAP's VOTable.
+    let unreadable = Request::post("/soda/sync")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let no_boundary = Request::post("/soda/sync")
+        .header(header::CONTENT_TYPE, "multipart/form-data")
+        .body(Body::from("ID=x"))
+        .unwrap();
+    for (request, status, needle) in [
+        (
+            unreadable,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not application/json",
+        ),
+        (no_boundary, BAD, "multipart"),
+    ] {
+        let reply = call(&v, request).await;
+        let text = reply.text();
+        assert_eq!(reply.status, status, "{text}");
+        assert!(reply.mime.starts_with("text/plain"), "{}", reply.mime);
+        assert!(text.starts_with(USAGE) && text.contains(needle), "{text}");
+    }
 }
 
 /// Submits an async job and waits until it is final; its job document and path.

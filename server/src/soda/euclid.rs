@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::params::{parse_pos, Filter};
 use super::region::Region;
-use super::{answer, SodaError, SodaState};
-use crate::dali::DaliParams;
+use super::{answer, SodaError, SodaParams, SodaState};
 use crate::volumes::{TileId, Tiles};
 
 /// The largest radius the Euclid cutout service takes, degrees.
@@ -68,7 +67,10 @@ pub fn parse_euclid_pos(text: &str) -> Result<Region, SodaError> {
     }
 }
 
-pub async fn cutout(State(state): State<Arc<SodaState>>, params: DaliParams) -> Response {
+pub async fn cutout(
+    State(state): State<Arc<SodaState>>,
+    SodaParams(params): SodaParams,
+) -> Response {
     let Some(file_path) = params.get("FILEPATH").filter(|f| !f.trim().is_empty()) else {
         return SodaError::Usage(
             "FILEPATH is missing: give datalabs_path/file_name from a mosaic_product table".into(),

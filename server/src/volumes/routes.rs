@@ -118,20 +118,10 @@ fn html(volumes: &[VolumeSummary]) -> String {
     page
 }
 
-/// Descriptions come from files in the volume: escape them (HTML 5 §13.1.2.6 text).
+/// Descriptions come from files in the volume: escaped as XML (which HTML 5 reads the same,
+/// `&apos;` included).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::votable::xml(text)
 }
 
 #[cfg(test)]
