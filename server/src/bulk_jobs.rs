@@ -233,6 +233,9 @@ impl BulkRequest {
         if rows.len() + bad.len() > MAX_ROWS {
             return Err(format!("the catalogue has more than {MAX_ROWS} rows"));
         }
+        if rows.is_empty() && bad.is_empty() {
+            return Err("the catalogue has no rows".into());
+        }
         Ok(BulkRequest {
             rows,
             bad,

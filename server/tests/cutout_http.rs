@@ -384,3 +384,94 @@ async fn bad_requests_are_json_errors() {
         assert!(!message.contains(dir.path().to_str().unwrap()), "{message}");
     }
 }
+
+/// A FITS file of one float32 image: `cards` (card lines, END added) and `w × h` values.
+fn write_image(path: &Path, cards: &str, w: usize, h: usize, value: impl Fn(usize, usize) -> f32) {
+    let header = Header::from_card_lines(&format!(
+        "SIMPLE  = T\nBITPIX  = -32\nNAXIS   = 2\nNAXIS1  = {w}\nNAXIS2  = {h}\n{cards}END"
+    ))
+    .unwrap();
+    let mut bytes = header.to_bytes();
+    for y in 0..h {
+        for x in 0..w {
+            bytes.extend_from_slice(&value(x, y).to_be_bytes());
+        }
+    }
+    bytes.resize(bytes.len().div_ceil(2880) * 2880, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn tiles_cut_from_one_mosaic_stitch_back_into_its_cutout() {
+    // A 128² mosaic, cut into four 64² tiles on its own grid (CRPIX shifted by whole pixels):
+    // the truth of a stitched cutout is then Cutout2D of the mosaic itself.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("volume");
+    std::fs::create_dir_all(&root).unwrap();
+    let wcs_cards = |crpix1: f64, crpix2: f64| {
+        format!(
+            "CTYPE1  = 'RA---TAN'\nCTYPE2  = 'DEC--TAN'\nCRVAL1  = 150.0\nCRVAL2  = 30.0\n\
+             CRPIX1  = {crpix1:.1}\nCRPIX2  = {crpix2:.1}\nCD1_1   = {:e}\nCD2_2   = {:e}\n",
+            -0.1 / 3600.0,
+            0.1 / 3600.0
+        )
+    };
+    let value = |x: usize, y: usize| 1000.0 * y as f32 + x as f32 + 0.5;
+    let mosaic = dir.path().join("mosaic.fits");
+    write_image(&mosaic, &wcs_cards(64.5, 64.5), 128, 128, value);
+    for (id, (ti, tj)) in [(0, 0), (1, 0), (0, 1), (1, 1)].into_iter().enumerate() {
+        let cards = format!(
+            "{}FILTER  = 'VIS'\nTILEID  = {}\n",
+            wcs_cards(64.5 - 64.0 * ti as f64, 64.5 - 64.0 * tj as f64),
+            id + 1
+        );
+        let (x0, y0) = (64 * ti, 64 * tj);
+        write_image(&root.join(format!("tile{}.fits", id + 1)), &cards, 64, 64, |x, y| {
+            value(x0 + x, y0 + y)
+        });
+    }
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".into(),
+        tables: vec![],
+        volumes: vec![("m".into(), root)],
+        cache_dir: dir.path().join("cache"),
+        state_dir: dir.path().join("state"),
+        tap: TapConfig::default(),
+        async_workers: 1,
+        demo: false,
+    };
+    let app = app(&config).await.unwrap().0;
+    let file = FitsFile::open(&mosaic).unwrap();
+    let image = file.image(0).unwrap();
+    let wcs = Wcs::from_header(image.header()).unwrap();
+    // Off pixel centres, near the point the four tiles share, and towards each tile.
+    for (px, py) in [(66.3, 61.8), (60.6, 60.2), (63.9, 70.4), (70.1, 66.6)] {
+        let (ra, dec) = wcs.pixel_to_sky(px, py).unwrap();
+        let (status, _, body) = get(&app, &uri(ra, dec, "size=40px&band=VIS")).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let hdus = read_fits(&body, dir.path());
+        let hdu = &hdus[0];
+        let want = cutout::cut(
+            &image,
+            Some(&wcs),
+            &CutoutRequest {
+                center: Center::Sky { ra, dec },
+                size: Size::Pixels(40),
+                mode: Mode::Partial,
+                planes: None,
+            },
+        )
+        .unwrap();
+        assert_eq!((hdu.width, hdu.height), (40, 40));
+        let got: Vec<u8> = hdu.data.iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(got, want.data, "at mosaic pixel ({px}, {py})");
+        for key in ["CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2"] {
+            let (a, b) = (hdu.header.real(key).unwrap(), want.header.real(key).unwrap());
+            assert!((a - b).abs() < 1e-9, "{key}: {a} != {b}");
+        }
+        let tiles = (1..=5)
+            .filter(|n| hdu.header.contains(&format!("INTILE{n}")))
+            .count();
+        assert_eq!(tiles, 4, "the cutout crosses all four tiles");
+    }
+}

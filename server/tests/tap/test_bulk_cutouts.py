@@ -195,7 +195,12 @@ def test_bad_requests_are_refused_or_fail_clearly(demo):
     for params in ({"SIZE": "4"}, {"SIZE": "huge", "CATALOG": "ra,dec\n1,2\n"},
                    {"SIZE": "4", "FORMAT": "gif", "CATALOG": "ra,dec\n1,2\n"},
                    {"SIZE": "4", "CATALOG": "x,y\n1,2\n"},
-                   {"SIZE": "4", "BAND": "NOPE", "VOLUME": "nowhere", "CATALOG": "ra,dec\n1,2\n"}):
+                   {"SIZE": "4", "BAND": "NOPE", "VOLUME": "nowhere", "CATALOG": "ra,dec\n1,2\n"},
+                   # empty and broken catalogues
+                   {"SIZE": "4", "CATALOG": "ra,dec\n"},
+                   {"SIZE": "4", "CATALOG": "ra,dec\n1,2,3,4\n\"unclosed\n"},
+                   {"SIZE": "4", "CATALOG": '<?xml version="1.0"?><VOTABLE><RESOURCE><TABLE><FIELD '},
+                   {"SIZE": "4", "CATALOG": "\x00\x01\x02 not a catalogue \xff"}):
         r = requests.post(demo.base + "/cutout/async", data={**params, "PHASE": "RUN"},
                           allow_redirects=False, timeout=30)
         assert r.status_code == 303, r.text
