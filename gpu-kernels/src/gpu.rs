@@ -152,6 +152,7 @@ impl Gpu {
     /// as [`reference::tensor`] up to float rounding.
     pub fn tensor(&self, batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
         recipe.check()?;
+        batch.check()?;
         let plane_len = recipe.width * recipe.height;
         let mut data = Vec::with_capacity(batch.planes.len() * plane_len);
         let mut start = 0;

@@ -42,18 +42,31 @@ pub struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     pub fn new(items: usize, channels: usize, planes: Vec<Plane<'a>>) -> Result<Batch<'a>> {
-        if channels == 0 || items.checked_mul(channels) != Some(planes.len()) {
-            return Err(Error::Input(format!(
-                "{items} items of {channels} channels need {} planes, got {}",
-                items.saturating_mul(channels),
-                planes.len()
-            )));
-        }
-        Ok(Batch {
+        let batch = Batch {
             items,
             channels,
             planes,
-        })
+        };
+        batch.check()?;
+        Ok(batch)
+    }
+
+    /// The checks of [`Batch::new`] and [`Plane::new`] again (the fields are public): both
+    /// paths refuse a batch that does not add up rather than read out of bounds.
+    pub fn check(&self) -> Result<()> {
+        if self.channels == 0 || self.items.checked_mul(self.channels) != Some(self.planes.len()) {
+            return Err(Error::Input(format!(
+                "{} items of {} channels need {} planes, got {}",
+                self.items,
+                self.channels,
+                self.items.saturating_mul(self.channels),
+                self.planes.len()
+            )));
+        }
+        for p in &self.planes {
+            Plane::new(p.width, p.height, p.data)?;
+        }
+        Ok(())
     }
 }
 
@@ -83,8 +96,9 @@ pub struct Recipe {
     pub fill: f32,
 }
 
-/// The largest output side: 4096 pixels (a 4096² float32 plane is 64 MiB).
-pub const MAX_SIDE: usize = 4096;
+/// The largest output side: 2048 pixels, so that a plane's percentiles are exact on both paths
+/// (up to [`crate::stretch::EXACT_PERCENTILE_MAX`] values).
+pub const MAX_SIDE: usize = 2048;
 
 impl Recipe {
     /// `height × width` with Lanczos-3, asinh (astropy's `a = 0.1`) on the central 99.5 %,
@@ -173,7 +187,7 @@ mod tests {
         assert!(ok.check().is_ok());
         let cases = [
             (Recipe { width: 0, ..ok }, "empty"),
-            (Recipe { height: 5000, ..ok }, "exceeds"),
+            (Recipe { height: 2049, ..ok }, "exceeds"),
             (
                 Recipe {
                     scaling: Some(Scaling {
@@ -218,6 +232,14 @@ mod tests {
         assert!(Batch::new(2, 2, vec![p; 3]).is_err());
         assert!(Batch::new(0, 0, vec![]).is_err());
         assert!(Batch::new(0, 3, vec![]).is_ok());
+        let mut forged = Batch::new(1, 1, vec![p]).unwrap();
+        forged.planes[0].width = 2;
+        let message = forged.check().unwrap_err().to_string();
+        assert!(
+            message.contains("a 2×1 plane needs 2 values, got 1"),
+            "{message}"
+        );
+        assert!(crate::reference::tensor(&forged, &ok).is_err());
     }
 
     #[test]

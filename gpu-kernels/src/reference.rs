@@ -11,6 +11,7 @@ use crate::{stretch, Result};
 /// The `[N, C, H, W]` tensor of `batch` made as `recipe` says, on the CPU.
 pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
     recipe.check()?;
+    batch.check()?;
     let (out_w, out_h) = (recipe.width, recipe.height);
     let plane_len = out_w * out_h;
     let tables = BatchTables::new(
