@@ -1,0 +1,52 @@
+//! The CPU path from planes to a tensor: the oracle of the GPU path, and what runs when there
+//! is no GPU adapter. Each plane is resampled ([`crate::resample`]), given its limits and
+//! stretched ([`crate::stretch`]) and filled, planes in parallel (rayon).
+
+use rayon::prelude::*;
+
+use crate::recipe::{Batch, Recipe, Tensor};
+use crate::resample::{flux_factor, resample, BatchTables};
+use crate::{stretch, Result};
+
+/// The `[N, C, H, W]` tensor of `batch` made as `recipe` says, on the CPU.
+pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
+    recipe.check()?;
+    batch.check()?;
+    let (out_w, out_h) = (recipe.width, recipe.height);
+    let plane_len = out_w * out_h;
+    let tables = BatchTables::new(
+        recipe.filter,
+        batch.planes.iter().map(|p| (p.width, p.height)),
+        out_w,
+        out_h,
+    );
+    let mut data = vec![0.0f32; batch.planes.len() * plane_len];
+    data.par_chunks_mut(plane_len.max(1))
+        .zip(&batch.planes)
+        .zip(&tables.of_plane)
+        .for_each(|((out, plane), &[h, v])| {
+            let flux = if recipe.flux_conserving {
+                flux_factor(plane.width, plane.height, out_w, out_h)
+            } else {
+                1.0
+            };
+            let axes = (&tables.tables[h], &tables.tables[v]);
+            resample(plane.data, plane.width, axes, flux, out);
+            if let Some(scaling) = recipe.scaling {
+                match stretch::limits(out, &scaling.interval) {
+                    Some(limits) => {
+                        let resampled = out.to_vec();
+                        stretch::apply(&resampled, limits, &scaling.stretch, out);
+                    }
+                    None => out.fill(f32::NAN),
+                }
+            }
+            for v in out.iter_mut().filter(|v| !v.is_finite()) {
+                *v = recipe.fill;
+            }
+        });
+    Ok(Tensor {
+        shape: [batch.items, batch.channels, out_h, out_w],
+        data,
+    })
+}

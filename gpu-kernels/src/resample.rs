@@ -1,0 +1,249 @@
+//! Resampling a plane to a fixed size: separable convolution with a bilinear (triangle) or
+//! Lanczos-3 kernel, widened when shrinking so that it also low-pass filters (antialiasing),
+//! as Pillow's `Image.resize` does; the CPU reference of `resample.wgsl`.
+//!
+//! Output pixel `i` of an axis of `n_in → n_out` pixels is centred at input coordinate
+//! `c = (i + ½)·s` (pixel edges at integers, `s = n_in / n_out`); its weights are
+//! `K((j + ½ − c) / f)` for the input pixels `j` within `support · f` of `c` (`f = max(s, 1)`),
+//! normalised to sum 1 over the pixels inside the image (so the edge is extended, not dark).
+//! The weights are computed once per axis in `f64` ([`AxisTable`]) and shared by both
+//! paths; the CPU and the GPU accumulate the same products in the same order in `f32`.
+//!
+//! Non-finite inputs (NaN, ±inf: no data) are left out and the rest re-weighted; an output
+//! value is NaN when the finite inputs under it carry less than half of its weight.
+//! The horizontal pass runs first, then the vertical one, as in Pillow.
+
+/// The convolution kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Filter {
+    /// The triangle `1 − |x|` on `|x| < 1` (Pillow's `BILINEAR`).
+    Bilinear,
+    /// `sinc(x)·sinc(x/3)` on `|x| < 3` (Pillow's `LANCZOS`).
+    Lanczos3,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Lanczos3 => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Filter::Bilinear => (1.0 - x.abs()).max(0.0),
+            Filter::Lanczos3 if (-3.0..3.0).contains(&x) => sinc(x) * sinc(x / 3.0),
+            Filter::Lanczos3 => 0.0,
+        }
+    }
+}
+
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        1.0
+    } else {
+        let px = std::f64::consts::PI * x;
+        px.sin() / px
+    }
+}
+
+/// The weights of one axis `n_in → n_out`: output pixel `i` is the sum over `k < count(i)` of
+/// `weights[i·stride + k] · input[start(i) + k]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AxisTable {
+    pub n_in: usize,
+    pub n_out: usize,
+    /// Weights per output pixel (the widest window), zero-padded.
+    pub stride: usize,
+    /// `(start, count)` per output pixel.
+    pub windows: Vec<[u32; 2]>,
+    pub weights: Vec<f32>,
+}
+
+impl AxisTable {
+    pub fn new(filter: Filter, n_in: usize, n_out: usize) -> AxisTable {
+        let scale = n_in as f64 / n_out as f64;
+        let widen = scale.max(1.0);
+        let support = filter.support() * widen;
+        let stride = (support.ceil() as usize * 2 + 1).min(n_in.max(1));
+        let mut windows = Vec::with_capacity(n_out);
+        let mut weights = vec![0.0f32; n_out * stride];
+        let mut raw = Vec::with_capacity(stride + 2);
+        for i in 0..n_out {
+            let centre = (i as f64 + 0.5) * scale;
+            let lo = ((centre - support + 0.5).floor().max(0.0) as usize).min(n_in);
+            let hi = ((centre + support + 0.5).floor().max(0.0) as usize).min(n_in);
+            raw.clear();
+            raw.extend((lo..hi).map(|j| filter.weight((j as f64 + 0.5 - centre) / widen)));
+            // Trim zero weights at both ends so the window fits the stride.
+            let first = raw.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let last = raw.iter().rposition(|&w| w != 0.0).map_or(first, |p| p + 1);
+            let kept = &raw[first..last.min(first + stride)];
+            let total: f64 = kept.iter().sum();
+            let row = &mut weights[i * stride..i * stride + kept.len()];
+            for (w, &k) in row.iter_mut().zip(kept) {
+                *w = if total != 0.0 { k / total } else { k } as f32;
+            }
+            windows.push([(lo + first) as u32, kept.len() as u32]);
+        }
+        AxisTable {
+            n_in,
+            n_out,
+            stride,
+            windows,
+            weights,
+        }
+    }
+
+    /// Output value `i` from the inputs `at(start + k)`: the weighted sum, re-weighted over
+    /// the finite inputs when some are not (NaN below half the weight).
+    #[inline]
+    pub fn apply(&self, i: usize, at: impl Fn(usize) -> f32) -> f32 {
+        let [start, count] = self.windows[i];
+        let w = &self.weights[i * self.stride..i * self.stride + count as usize];
+        let (mut sum, mut finite_weight, mut missing) = (0.0f32, 0.0f32, false);
+        for (k, &wk) in w.iter().enumerate() {
+            let v = at(start as usize + k);
+            if v.is_finite() {
+                sum += wk * v;
+                finite_weight += wk;
+            } else {
+                missing = true;
+            }
+        }
+        if !missing {
+            sum
+        } else if finite_weight >= 0.5 {
+            sum / finite_weight
+        } else {
+            f32::NAN
+        }
+    }
+}
+
+/// `plane` (`width × height`, row-major) resampled to `out_w × out_h`, times `flux` (1, or
+/// the output pixel's area in input pixels); `tables` are the horizontal and vertical axes.
+pub fn resample(
+    plane: &[f32],
+    width: usize,
+    (horizontal, vertical): (&AxisTable, &AxisTable),
+    flux: f32,
+    out: &mut [f32],
+) {
+    let (out_w, out_h) = (horizontal.n_out, vertical.n_out);
+    let height = vertical.n_in;
+    let mut rows = vec![0.0f32; height * out_w];
+    for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
+        let input = &plane[y * width..(y + 1) * width];
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = horizontal.apply(x, |j| input[j]);
+        }
+    }
+    for (y, row) in out.chunks_exact_mut(out_w).take(out_h).enumerate() {
+        for (x, v) in row.iter_mut().enumerate() {
+            *v = vertical.apply(y, |j| rows[j * out_w + x]) * flux;
+        }
+    }
+}
+
+/// The area of an output pixel in input pixels, for flux-conserving resampling.
+pub fn flux_factor(width: usize, height: usize, out_w: usize, out_h: usize) -> f32 {
+    ((width as f64 / out_w as f64) * (height as f64 / out_h as f64)) as f32
+}
+
+/// The axis tables of a batch of planes going to `out_w × out_h`, each distinct input length
+/// once per axis, and per plane the indexes of its horizontal and vertical table.
+#[derive(Debug, Clone)]
+pub struct BatchTables {
+    pub tables: Vec<AxisTable>,
+    pub of_plane: Vec<[usize; 2]>,
+}
+
+impl BatchTables {
+    pub fn new(
+        filter: Filter,
+        sizes: impl Iterator<Item = (usize, usize)>,
+        out_w: usize,
+        out_h: usize,
+    ) -> BatchTables {
+        let mut tables = Vec::new();
+        let mut known = std::collections::HashMap::new();
+        let mut index = |n_in: usize, n_out: usize, axis: u8| {
+            *known.entry((axis, n_in)).or_insert_with(|| {
+                tables.push(AxisTable::new(filter, n_in, n_out));
+                tables.len() - 1
+            })
+        };
+        let of_plane = sizes
+            .map(|(w, h)| [index(w, out_w, 0), index(h, out_h, 1)])
+            .collect();
+        BatchTables { tables, of_plane }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_sum_to_one_and_identity_is_exact() {
+        for filter in [Filter::Bilinear, Filter::Lanczos3] {
+            for (n_in, n_out) in [(7, 7), (100, 224), (300, 224), (5, 1), (1, 9), (4096, 3)] {
+                let t = AxisTable::new(filter, n_in, n_out);
+                for (i, &[start, count]) in t.windows.iter().enumerate() {
+                    assert!((start + count) as usize <= n_in);
+                    let sum: f64 = t.weights[i * t.stride..][..count as usize]
+                        .iter()
+                        .map(|&w| f64::from(w))
+                        .sum();
+                    assert!(
+                        (sum - 1.0).abs() < 1e-5,
+                        "{filter:?} {n_in}->{n_out}: {sum}"
+                    );
+                }
+            }
+            // Same size: each output pixel is its input pixel.
+            let data: Vec<f32> = (0..35).map(|v| v as f32 * 0.7 - 3.0).collect();
+            let (h, v) = (AxisTable::new(filter, 7, 7), AxisTable::new(filter, 5, 5));
+            let mut out = vec![0.0; 35];
+            resample(&data, 7, (&h, &v), 1.0, &mut out);
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn constant_planes_stay_constant_and_flux_is_kept() {
+        let data = vec![2.5f32; 40 * 30];
+        for filter in [Filter::Bilinear, Filter::Lanczos3] {
+            let (h, v) = (
+                AxisTable::new(filter, 40, 16),
+                AxisTable::new(filter, 30, 64),
+            );
+            let mut out = vec![0.0; 16 * 64];
+            let flux = flux_factor(40, 30, 16, 64);
+            resample(&data, 40, (&h, &v), flux, &mut out);
+            let total: f32 = out.iter().sum();
+            assert!((total - 2.5 * 1200.0).abs() < 1e-2, "{total}");
+            assert!(out.iter().all(|&o| (o - 2.5 * flux).abs() < 1e-5));
+        }
+    }
+
+    #[test]
+    fn holes_are_filled_from_their_neighbours_and_empty_planes_stay_empty() {
+        let mut data: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        data[27] = f32::NAN;
+        data[36] = f32::INFINITY;
+        let (h, v) = (
+            AxisTable::new(Filter::Bilinear, 8, 4),
+            AxisTable::new(Filter::Bilinear, 8, 4),
+        );
+        let mut out = vec![0.0; 16];
+        resample(&data, 8, (&h, &v), 1.0, &mut out);
+        assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
+        let empty = vec![f32::NAN; 64];
+        resample(&empty, 8, (&h, &v), 1.0, &mut out);
+        assert!(out.iter().all(|v| v.is_nan()));
+    }
+}
