@@ -75,6 +75,7 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: String,
+    software: bool,
     max_chunk_bytes: u64,
     horizontal: wgpu::ComputePipeline,
     vertical: wgpu::ComputePipeline,
@@ -131,6 +132,7 @@ impl Gpu {
             limits: pipeline(&limits_module, "plane_limits"),
             stretch: pipeline(&stretch_module, "scale"),
             adapter: format!("{} ({:?}, {})", info.name, info.backend, info.driver_info),
+            software: info.device_type == wgpu::DeviceType::Cpu,
             max_chunk_bytes: MAX_CHUNK_BYTES
                 .min(limits.max_storage_buffer_binding_size)
                 .min(limits.max_buffer_size),
@@ -146,6 +148,12 @@ impl Gpu {
     /// The adapter's name, backend and driver, for logs and benchmark reports.
     pub fn adapter(&self) -> &str {
         &self.adapter
+    }
+
+    /// Whether the adapter is a software rasteriser on the CPU (Mesa's lavapipe), which the
+    /// CPU path outruns.
+    pub fn is_software(&self) -> bool {
+        self.software
     }
 
     /// The `[N, C, H, W]` tensor of `batch` made as `recipe` says, on the GPU: the same values
@@ -409,7 +417,19 @@ fn stretch_code(stretch: Option<Stretch>) -> (u32, f32, f32) {
     }
 }
 
-/// Where tensors are made: on a GPU when an adapter is found, else on the CPU.
+/// Which path a [`Tensorizer`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Device {
+    /// A hardware GPU when wgpu finds one, else the CPU (a software adapter is not used).
+    Auto,
+    /// Any adapter wgpu finds, a software one included (tests run lavapipe so), else the CPU.
+    Gpu,
+    /// The CPU reference.
+    Cpu,
+}
+
+/// Where tensors are made: on a GPU, or on the CPU ([`reference::tensor`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Tensorizer {
@@ -418,9 +438,25 @@ pub enum Tensorizer {
 }
 
 impl Tensorizer {
-    /// The GPU path when an adapter is found, else the CPU one; logs which, once.
+    /// [`Tensorizer::new`] with [`Device::Auto`].
     pub fn auto() -> Tensorizer {
+        Tensorizer::new(Device::Auto)
+    }
+
+    /// The path `device` asks for, as far as the machine has it; logs which, once.
+    pub fn new(device: Device) -> Tensorizer {
+        if device == Device::Cpu {
+            tracing::info!("tensors on the CPU, as asked");
+            return Tensorizer::Cpu;
+        }
         match Gpu::open() {
+            Ok(gpu) if device == Device::Auto && gpu.is_software() => {
+                tracing::info!(
+                    "tensors on the CPU: the only adapter, {}, is a software one",
+                    gpu.adapter()
+                );
+                Tensorizer::Cpu
+            }
             Ok(gpu) => {
                 tracing::info!("tensors on the GPU: {}", gpu.adapter());
                 Tensorizer::Gpu(Box::new(gpu))

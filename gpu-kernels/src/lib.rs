@@ -8,7 +8,8 @@
 //! [`Recipe`] says. Two paths make the same tensor: [`Gpu::tensor`] runs WGSL compute kernels
 //! (`resample.wgsl`, `limits.wgsl`, `stretch.wgsl`) through wgpu, and [`reference::tensor`]
 //! is the plain-Rust reference they are tested against, which also runs when no adapter is
-//! found ([`Tensorizer`] picks, and says so once in the log).
+//! found, and in place of a software adapter unless asked ([`Tensorizer`] and its [`Device`]
+//! choose, and say so once in the log).
 //!
 //! It does not read FITS (that is `insitu-engine`) nor encode images (the server's previews,
 //! which use [`stretch`] directly).
@@ -19,7 +20,7 @@ pub mod reference;
 pub mod resample;
 pub mod stretch;
 
-pub use gpu::{Gpu, Tensorizer};
+pub use gpu::{Device, Gpu, Tensorizer};
 pub use recipe::{Batch, Plane, Recipe, Scaling, Tensor};
 pub use resample::Filter;
 

@@ -270,7 +270,7 @@ fn catalogue_bytes(params: &DaliParams, uploads_dir: &Path) -> Result<Vec<u8>, S
 }
 
 /// The position (and id) of every row; rows with a null or unreadable position are bad.
-fn catalogue_rows(
+pub(crate) fn catalogue_rows(
     batches: &[RecordBatch],
     ra_col: Option<&str>,
     dec_col: Option<&str>,

@@ -11,7 +11,8 @@
 //! (a Euclid-MER-like mosaic, cut in bulk), `insitu preview` (a PNG or JPEG quick look,
 //! grey or an RGB composite: [`preview_command`]) and `insitu query` (one ADQL query over
 //! local files). [`soda`] cuts the volumes' images by dataset (IVOA SODA 1.0, DataLink 1.1
-//! and the Euclid archive's cutout form). Tensors and the datalab launcher belong here next;
+//! and the Euclid archive's cutout form); [`tensors`] serves ML-ready `[N, C, H, W]` tensors of
+//! catalogue positions through `insitu-gpu`. The datalab launcher belongs here next;
 //! the FITS work lives in `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
@@ -34,6 +35,7 @@ pub mod serve_command;
 pub mod serve_config;
 pub mod soda;
 pub mod tap;
+pub mod tensors;
 pub mod uws;
 pub mod volumes;
 pub mod vosi;

@@ -151,6 +151,9 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .merge(crate::cutout_service::routes(tiles.clone()))
         .merge(crate::bulk_jobs::routes(bulk_jobs))
         .merge(crate::soda::routes(soda, soda_jobs))
+        .merge(crate::tensors::routes(Arc::new(
+            crate::tensors::TensorState::new(tiles.clone()),
+        )))
         .layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
 }

@@ -426,9 +426,13 @@ async fn tiles_cut_from_one_mosaic_stitch_back_into_its_cutout() {
             id + 1
         );
         let (x0, y0) = (64 * ti, 64 * tj);
-        write_image(&root.join(format!("tile{}.fits", id + 1)), &cards, 64, 64, |x, y| {
-            value(x0 + x, y0 + y)
-        });
+        write_image(
+            &root.join(format!("tile{}.fits", id + 1)),
+            &cards,
+            64,
+            64,
+            |x, y| value(x0 + x, y0 + y),
+        );
     }
     let config = ServeConfig {
         listen: "127.0.0.1:0".into(),
@@ -466,7 +470,10 @@ async fn tiles_cut_from_one_mosaic_stitch_back_into_its_cutout() {
         let got: Vec<u8> = hdu.data.iter().flat_map(|v| v.to_be_bytes()).collect();
         assert_eq!(got, want.data, "at mosaic pixel ({px}, {py})");
         for key in ["CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2"] {
-            let (a, b) = (hdu.header.real(key).unwrap(), want.header.real(key).unwrap());
+            let (a, b) = (
+                hdu.header.real(key).unwrap(),
+                want.header.real(key).unwrap(),
+            );
             assert!((a - b).abs() < 1e-9, "{key}: {a} != {b}");
         }
         let tiles = (1..=5)

@@ -38,9 +38,10 @@ def insitu_bin() -> Path:
 class Server:
     """One `insitu serve` process; its stderr log is collected by a thread."""
 
-    def __init__(self, workdir: Path, args=(), state_dir: Path | None = None):
+    def __init__(self, workdir: Path, args=(), state_dir: Path | None = None, env=None):
         self.workdir = workdir
         self.args = [str(a) for a in args]
+        self.env = {**os.environ, **(env or {})}
         self.state_dir = state_dir or workdir / "state"
         self.cache_dir = workdir / "cache"
         self.proc = None
@@ -63,7 +64,7 @@ class Server:
         self.lines, self.base = [], None
         self._ready.clear()
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+                                     stderr=subprocess.PIPE, text=True, errors="replace", env=self.env)
         self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
         self._reader.start()
         deadline = time.monotonic() + START_TIMEOUT_S
