@@ -413,7 +413,7 @@ fn stretch_code(stretch: Option<Stretch>) -> (u32, f32, f32) {
         Some(Stretch::Linear) => (1, 0.0, 1.0),
         Some(Stretch::Sqrt) => (2, 0.0, 1.0),
         Some(Stretch::Log { a }) => (3, a, a.ln_1p()),
-        Some(Stretch::Asinh { a }) => (4, a, (1.0 / a).asinh()),
+        Some(Stretch::Asinh { a }) => (4, a, crate::stretch::asinh_of_positive(1.0 / a)),
     }
 }
 

@@ -97,6 +97,16 @@ impl AxisTable {
         }
     }
 
+    /// The `(start, count)` and the weights of output pixel `i`.
+    #[inline]
+    pub fn window(&self, i: usize) -> ([u32; 2], &[f32]) {
+        let [start, count] = self.windows[i];
+        (
+            [start, count],
+            &self.weights[i * self.stride..i * self.stride + count as usize],
+        )
+    }
+
     /// Output value `i` from the inputs `at(start + k)`: the weighted sum, re-weighted over
     /// the finite inputs when some are not (NaN below half the weight).
     #[inline]
@@ -135,15 +145,45 @@ pub fn resample(
     let (out_w, out_h) = (horizontal.n_out, vertical.n_out);
     let height = vertical.n_in;
     let mut rows = vec![0.0f32; height * out_w];
+    // Planes with every value finite (most cutouts) take loops without the per-sample test:
+    // the same products summed in the same order, so the same values as `apply`.
+    let complete = plane.iter().all(|v| v.is_finite());
     for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
         let input = &plane[y * width..(y + 1) * width];
-        for (x, v) in row.iter_mut().enumerate() {
-            *v = horizontal.apply(x, |j| input[j]);
+        if complete {
+            for (x, v) in row.iter_mut().enumerate() {
+                let ([start, count], w) = horizontal.window(x);
+                let mut sum = 0.0f32;
+                for (wk, vk) in w.iter().zip(&input[start as usize..][..count as usize]) {
+                    sum += wk * vk;
+                }
+                *v = sum;
+            }
+        } else {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = horizontal.apply(x, |j| input[j]);
+            }
         }
     }
+    let complete = complete && rows.iter().all(|v| v.is_finite());
     for (y, row) in out.chunks_exact_mut(out_w).take(out_h).enumerate() {
-        for (x, v) in row.iter_mut().enumerate() {
-            *v = vertical.apply(y, |j| rows[j * out_w + x]) * flux;
+        if complete {
+            // Row by row (contiguous, vectorised): row += w_k · rows[start + k].
+            let ([start, _], w) = vertical.window(y);
+            row.fill(0.0);
+            for (k, &wk) in w.iter().enumerate() {
+                let input = &rows[(start as usize + k) * out_w..][..out_w];
+                for (o, &v) in row.iter_mut().zip(input) {
+                    *o += wk * v;
+                }
+            }
+            if flux != 1.0 {
+                row.iter_mut().for_each(|o| *o *= flux);
+            }
+        } else {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = vertical.apply(y, |j| rows[j * out_w + x]) * flux;
+            }
         }
     }
 }

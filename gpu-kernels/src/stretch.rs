@@ -108,10 +108,52 @@ pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut 
             pairs.for_each(|(o, &v)| *o = (a * normalise(v)).ln_1p() / norm);
         }
         Stretch::Asinh { a } => {
-            let norm = (1.0 / a).asinh();
-            pairs.for_each(|(o, &v)| *o = (normalise(v) / a).asinh() / norm);
+            let norm = asinh_of_positive(1.0 / a);
+            pairs.for_each(|(o, &v)| *o = asinh_of_positive(normalise(v) / a) / norm);
         }
     }
+}
+
+/// `asinh(t)` for `t ≥ 0` (NaN stays NaN) in plain `f32` arithmetic that the compiler
+/// vectorises, the cost of a tensor's stretch (`f32::asinh`, through `hypot` and `ln_1p`, is
+/// ~6× slower): a Taylor series below 0.1, else `ln(t + √(t² + 1))` by [`ln_at_least_1`]. Within
+/// 3e-7 of the exact value (relative below 0.1, absolute above), far inside what an 8-bit or
+/// float display stretch resolves; past 1e18, `ln(2t)`.
+#[inline]
+pub fn asinh_of_positive(t: f32) -> f32 {
+    let t2 = t * t;
+    // asinh t = t − t³/6 + 3t⁵/40 − 5t⁷/112 + 35t⁹/1152 − …: the next term is below 3e-13 t.
+    let series = t
+        * (1.0
+            + t2 * (-1.0 / 6.0 + t2 * (3.0 / 40.0 + t2 * (-5.0 / 112.0 + t2 * (35.0 / 1152.0)))));
+    let large = if t > 1e18 {
+        ln_at_least_1(t) + std::f32::consts::LN_2
+    } else {
+        ln_at_least_1(t + (t2 + 1.0).sqrt())
+    };
+    // NaN takes the series, which keeps it.
+    if t >= 0.1 {
+        large
+    } else {
+        series
+    }
+}
+
+/// `ln(w)` for finite `w ≥ 1`: `w = m·2^e` with `m` in [√½, √2), and `ln m = 2 atanh(s)`,
+/// `s = (m − 1)/(m + 1)`, `|s| ≤ 0.172`, by its series to `s⁹` (relative error below 4e-10).
+#[inline]
+fn ln_at_least_1(w: f32) -> f32 {
+    let bits = w.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    if m > std::f32::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let atanh = s * (1.0 + s2 * (1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 / 9.0))));
+    e as f32 * std::f32::consts::LN_2 + 2.0 * atanh
 }
 
 fn finite(values: &[f32]) -> impl Iterator<Item = f32> + '_ {
@@ -307,6 +349,23 @@ fn median_of_sorted(sorted: &[f32]) -> Option<f32> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_asinh_is_asinh() {
+        let mut t = 1e-30f32;
+        while t < 1e30 {
+            for k in 0..200 {
+                let v = t * (1.0 + k as f32 * 0.0451);
+                let (got, want) = (f64::from(asinh_of_positive(v)), f64::from(v).asinh());
+                let scale = if v < 0.1 { want } else { want.max(1.0) };
+                assert!((got - want).abs() <= 3e-7 * scale, "{v}: {got} vs {want}");
+            }
+            t *= 10.0;
+        }
+        assert_eq!(asinh_of_positive(0.0), 0.0);
+        assert!(asinh_of_positive(f32::NAN).is_nan());
+        assert!(asinh_of_positive(f32::MAX).is_finite());
+    }
 
     const STRETCHES: [Stretch; 5] = [
         Stretch::Linear,
