@@ -23,6 +23,21 @@ pub enum Filter {
     Lanczos3,
 }
 
+impl std::str::FromStr for Filter {
+    type Err = crate::Error;
+
+    /// `lanczos3` (also `lanczos`) or `bilinear` (also `linear`), any case.
+    fn from_str(name: &str) -> crate::Result<Filter> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "lanczos3" | "lanczos" => Ok(Filter::Lanczos3),
+            "bilinear" | "linear" => Ok(Filter::Bilinear),
+            other => Err(crate::Error::Recipe(format!(
+                "filter {other:?} is not lanczos3 or bilinear"
+            ))),
+        }
+    }
+}
+
 impl Filter {
     fn support(self) -> f64 {
         match self {

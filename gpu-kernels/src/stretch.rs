@@ -21,6 +21,25 @@ pub enum Stretch {
 }
 
 impl Stretch {
+    /// The stretch called `name` (`linear`, `sqrt`, `log`, `asinh`, any case) with parameter
+    /// `a` (astropy's default when `None`), or `None` for `none` (no scaling).
+    pub fn named(name: &str, a: Option<f32>) -> crate::Result<Option<Stretch>> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "asinh" => Ok(Some(Stretch::Asinh {
+                a: a.unwrap_or(0.1),
+            })),
+            "log" => Ok(Some(Stretch::Log {
+                a: a.unwrap_or(1000.0),
+            })),
+            "linear" => Ok(Some(Stretch::Linear)),
+            "sqrt" => Ok(Some(Stretch::Sqrt)),
+            "none" => Ok(None),
+            other => Err(crate::Error::Recipe(format!(
+                "stretch {other:?} is not one of asinh, linear, sqrt, log, none"
+            ))),
+        }
+    }
+
     /// [`Stretch::Log`] with astropy's default `a = 1000`.
     pub const LOG: Stretch = Stretch::Log { a: 1000.0 };
     /// [`Stretch::Asinh`] with astropy's default `a = 0.1`.
@@ -116,7 +135,7 @@ pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut 
 
 /// `asinh(t)` for `t ≥ 0` (NaN stays NaN) in plain `f32` arithmetic that the compiler
 /// vectorises, the cost of a tensor's stretch (`f32::asinh`, through `hypot` and `ln_1p`, is
-/// ~6× slower): a Taylor series below 0.1, else `ln(t + √(t² + 1))` by [`ln_at_least_1`]. Within
+/// ~6× slower): a Taylor series below 0.1, else `ln(t + √(t² + 1))` by `ln_at_least_1`. Within
 /// 3e-7 of the exact value (relative below 0.1, absolute above), far inside what an 8-bit or
 /// float display stretch resolves; past 1e18, `ln(2t)`.
 #[inline]

@@ -359,15 +359,11 @@ fn parse_recipe(params: &DaliParams) -> Result<Recipe, String> {
             })
             .transpose()
     };
-    let filter = match params
+    let filter: Filter = params
         .get("FILTER")
-        .map(|f| f.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("lanczos3") | Some("lanczos") => Filter::Lanczos3,
-        Some("bilinear") | Some("linear") => Filter::Bilinear,
-        Some(other) => return Err(format!("FILTER {other:?} is not lanczos3 or bilinear")),
-    };
+        .unwrap_or("lanczos3")
+        .parse()
+        .map_err(|e: insitu_gpu::Error| format!("FILTER: {e}"))?;
     let flux_conserving = match params
         .get("FLUX")
         .map(|f| f.trim().to_ascii_lowercase())
@@ -377,27 +373,8 @@ fn parse_recipe(params: &DaliParams) -> Result<Recipe, String> {
         Some("true") | Some("1") | Some("yes") => true,
         Some(other) => return Err(format!("FLUX {other:?} is not true or false")),
     };
-    let a = number("A")?;
-    let stretch = match params
-        .get("STRETCH")
-        .map(|s| s.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("asinh") => Some(Stretch::Asinh {
-            a: a.unwrap_or(0.1),
-        }),
-        Some("linear") => Some(Stretch::Linear),
-        Some("sqrt") => Some(Stretch::Sqrt),
-        Some("log") => Some(Stretch::Log {
-            a: a.unwrap_or(1000.0),
-        }),
-        Some("none") => None,
-        Some(other) => {
-            return Err(format!(
-                "STRETCH {other:?} is not one of asinh, linear, sqrt, log, none"
-            ))
-        }
-    };
+    let stretch = Stretch::named(params.get("STRETCH").unwrap_or("asinh"), number("A")?)
+        .map_err(|e| format!("STRETCH: {e}"))?;
     let interval = match params
         .get("INTERVAL")
         .map(|s| s.trim().to_ascii_lowercase())
