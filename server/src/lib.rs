@@ -35,6 +35,7 @@ pub mod serve_command;
 pub mod serve_config;
 pub mod soda;
 pub mod tap;
+pub mod tensor_format;
 pub mod tensors;
 pub mod uws;
 pub mod volumes;

@@ -3,7 +3,7 @@
 //! tile holding it, stitched across tile edges); the batch then becomes one `[N, C, H, W]`
 //! float32 tensor through [`insitu_gpu`] (resampled, stretched, filled: a
 //! [`insitu_gpu::Recipe`]), on the GPU when the server has one, else on the CPU, and is
-//! streamed as `.npy` a batch of rows at a time: the cutting of the next batch overlaps the
+//! streamed (as `.npy`, safetensors or Arrow IPC) a batch of rows at a time: the cutting of the next batch overlaps the
 //! kernels of this one and the sending of the one before, so memory stays bounded by a few
 //! batches whatever the catalogue's length.
 //!
@@ -20,7 +20,8 @@
 //!   `A` its parameter (astropy's defaults 0.1 and 1000); `INTERVAL`: `percentile`
 //!   (default: `PERCENTILE=99.5`, or `PLOW`/`PHIGH`) or `minmax`, per plane;
 //! - `FILL`: what non-finite values become (default 0; `nan` keeps them);
-//! - `VOLUME`; `FORMAT=npy` (the only one so far).
+//! - `VOLUME`; `FORMAT`: `npy` (default), `safetensors` (one tensor, `images`) or `arrow` (an
+//!   Arrow IPC stream of `row` and `tensor`, a `FixedShapeTensor`) ([`crate::tensor_format`]).
 //!
 //! The tensor's rows are in the catalogue's order, each plane in FITS row order (the first
 //! row is the bottom one, as numpy holds `hdu.data`). A row or band that cannot be cut (no
@@ -49,6 +50,7 @@ use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
 use crate::position_cutout::cut_at;
 use crate::tap::upload::{self, UploadLimits};
+use crate::tensor_format::{Encoder, TensorFormat};
 use crate::volumes::Tiles;
 
 /// Pixels cut for one batch of rows, about: bounds the memory of a request.
@@ -103,6 +105,7 @@ struct TensorRequest {
     bands: Vec<String>,
     recipe: Recipe,
     volume: Option<String>,
+    format: TensorFormat,
 }
 
 async fn tensors(State(state): State<Arc<TensorState>>, request: Request) -> Response {
@@ -116,20 +119,29 @@ async fn tensors(State(state): State<Arc<TensorState>>, request: Request) -> Res
     };
     let (w, h) = (request.recipe.width, request.recipe.height);
     let shape = [request.rows.len(), request.bands.len(), h, w];
+    let format = request.format;
+    let (encoder, header) = match Encoder::start(format, shape, &request.bands) {
+        Ok(e) => e,
+        Err(message) => return bad(StatusCode::BAD_REQUEST, &message),
+    };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let header = Bytes::from(npy_header(&shape));
     tokio::task::spawn_blocking(move || {
         if sender.blocking_send(Ok(header)).is_ok() {
-            stream_tensors(&state, &request, &sender);
+            stream_tensors(&state, &request, encoder, &sender);
         }
     });
     let body = futures::stream::unfold(receiver, |mut r| async move {
         r.recv().await.map(|item| (item, r))
     });
-    let name = format!("tensors_{}x{}x{h}x{w}.npy", shape[0], shape[1]);
+    let name = format!(
+        "tensors_{}x{}x{h}x{w}.{}",
+        shape[0],
+        shape[1],
+        format.extension()
+    );
     (
         [
-            (header::CONTENT_TYPE, "application/x-npy".to_string()),
+            (header::CONTENT_TYPE, format.mime().to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
@@ -145,6 +157,7 @@ async fn tensors(State(state): State<Arc<TensorState>>, request: Request) -> Res
 fn stream_tensors(
     state: &TensorState,
     request: &TensorRequest,
+    mut encoder: Encoder,
     sender: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     let tensorizer = state.tensorizer();
@@ -164,18 +177,30 @@ fn stream_tensors(
                 }
             }
         });
+        let fail = |e: String| {
+            tracing::error!("/tensors: {e}");
+            // The client sees the stream end in an error rather than a short file.
+            let _ = sender.blocking_send(Err(std::io::Error::other(e)));
+        };
         for planes in cut_receiver {
-            let bytes = match make_tensor(tensorizer, &planes, bands, &request.recipe) {
+            let rows = planes.len() / bands.max(1);
+            let bytes = match make_tensor(tensorizer, &planes, bands, &request.recipe)
+                .map_err(|e| e.to_string())
+                .and_then(|values| encoder.batch(values, rows))
+            {
                 Ok(b) => b,
-                Err(e) => {
-                    tracing::error!("/tensors: {e}");
-                    let _ = sender.blocking_send(Err(std::io::Error::other(e)));
-                    return;
-                }
+                Err(e) => return fail(e),
             };
             if sender.blocking_send(Ok(bytes)).is_err() {
                 return; // the client went away; leaving drops the receiver, stopping the cutter
             }
+        }
+        match encoder.finish() {
+            Ok(Some(end)) => {
+                let _ = sender.blocking_send(Ok(end));
+            }
+            Ok(None) => {}
+            Err(e) => fail(e),
         }
     });
 }
@@ -202,57 +227,24 @@ fn cut_batch(
         .collect()
 }
 
-/// The little-endian bytes of one batch's tensor.
+/// One batch's tensor values, C order.
 fn make_tensor(
     tensorizer: &Tensorizer,
     planes: &[(Vec<f32>, (usize, usize))],
     bands: usize,
     recipe: &Recipe,
-) -> Result<Bytes, insitu_gpu::Error> {
+) -> Result<Vec<f32>, insitu_gpu::Error> {
     let planes = planes
         .iter()
         .map(|(data, (w, h))| Plane::new(*w, *h, data))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = Batch::new(planes.len() / bands.max(1), bands, planes)?;
-    let tensor = tensorizer.tensor(&batch, recipe)?;
-    Ok(Bytes::from(
-        tensor
-            .data
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<u8>>(),
-    ))
-}
-
-/// The NumPy 1.0 header of a little-endian float32 C-order array of `shape`.
-fn npy_header(shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let dict = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(", ")
-    );
-    // Magic, version, 2-byte length, the dict and '\n', padded to 64 bytes (NEP 1).
-    let len = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(len as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out.resize(10 + len - 1, b' ');
-    out.push(b'\n');
-    out
+    Ok(tensorizer.tensor(&batch, recipe)?.data)
 }
 
 impl TensorRequest {
     fn parse(params: &DaliParams, tiles: &Tiles) -> Result<TensorRequest, String> {
-        let format = params
-            .get("FORMAT")
-            .unwrap_or("npy")
-            .trim()
-            .to_ascii_lowercase();
-        if !["npy", "application/x-npy"].contains(&format.as_str()) {
-            return Err(format!(
-                "FORMAT {format:?} is not npy (the only format so far)"
-            ));
-        }
+        let format = TensorFormat::parse(params.get("FORMAT").unwrap_or("npy"))?;
         let volume = params.get("VOLUME").map(|v| v.trim().to_string());
         if let Some(v) = &volume {
             if !tiles
@@ -330,6 +322,7 @@ impl TensorRequest {
             bands,
             recipe,
             volume,
+            format,
         })
     }
 }
@@ -511,15 +504,5 @@ mod tests {
             let e = parse_recipe(&params(&pairs)).unwrap_err();
             assert!(e.contains(why), "{pairs:?}: {e}");
         }
-    }
-
-    #[test]
-    fn npy_header_is_aligned_and_names_the_shape() {
-        let h = npy_header(&[3, 2, 8, 4]);
-        assert_eq!(h.len() % 64, 0);
-        assert!(h.starts_with(b"\x93NUMPY\x01\x00"));
-        let text = String::from_utf8_lossy(&h);
-        assert!(text.contains("'shape': (3, 2, 8, 4)"), "{text}");
-        assert_eq!(h.last(), Some(&b'\n'));
     }
 }

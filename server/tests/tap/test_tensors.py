@@ -148,7 +148,7 @@ def test_gpu_path_gives_the_cpu_tensor(demo, tiles, tmp_path_factory, insitu):
     (dict(BAND="VIS", SIZE="0", FOV="8"), "ra,dec\n1,2\n", "empty"),
     (dict(BAND="VIS", SIZE="32", FOV="8", STRETCH="gamma"), "ra,dec\n1,2\n", "STRETCH"),
     (dict(BAND="VIS", SIZE="32"), "ra,dec\n1,2\n", "FOV is missing"),
-    (dict(BAND="VIS", SIZE="32", FOV="8", FORMAT="png"), "ra,dec\n1,2\n", "FORMAT"),
+    (dict(BAND="VIS", SIZE="32", FOV="8", FORMAT="png"), "ra,dec\n1,2\n", "FORMAT \"png\" is not npy, safetensors or arrow"),
     (dict(BAND="VIS", SIZE="32", FOV="8"), "ra,dec\n", "no rows"),
     (dict(BAND="VIS", SIZE="32", FOV="8"), "x,y\n1,2\n", "no ra column"),
     (dict(BAND="VIS", SIZE="32", FOV="8"), "\x00\x01 not a table", "catalog"),
@@ -160,3 +160,30 @@ def test_bad_requests_are_json_400s(demo, params, cat, why):
     message = r.json()["error"]
     assert why in message, message
     assert str(demo.cache_dir) not in message
+
+
+def test_safetensors_and_arrow_hold_the_npy_tensor(demo, tiles):
+    import json
+
+    import pyarrow as pa
+
+    cat = catalogue(positions(tiles) * 20)  # 80 rows: several batches
+    params = dict(BAND="VIS,NIR_H", SIZE="16", FOV="5arcsec")
+    want = read_npy(post_tensors(demo, cat, **params))
+    r = post_tensors(demo, cat, FORMAT="safetensors", **params)
+    assert r.status_code == 200, r.text[:300]
+    n = int.from_bytes(r.content[:8], "little")
+    head = json.loads(r.content[8:8 + n])
+    assert head["images"]["dtype"] == "F32" and head["images"]["shape"] == list(want.shape)
+    assert head["__metadata__"]["bands"] == "VIS,NIR_H"
+    start, end = head["images"]["data_offsets"]
+    got = np.frombuffer(r.content[8 + n + start:8 + n + end], "<f4").reshape(want.shape)
+    np.testing.assert_array_equal(got, want)
+    r = post_tensors(demo, cat, FORMAT="arrow", **params)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    table = pa.ipc.open_stream(r.content).read_all()
+    assert table.schema.metadata[b"bands"] == b"VIS,NIR_H"
+    assert table.column("row").to_pylist() == list(range(len(want)))
+    tensor = table.column("tensor").combine_chunks()
+    assert isinstance(tensor.type, pa.FixedShapeTensorType) and tensor.type.shape == [2, 16, 16]
+    np.testing.assert_array_equal(tensor.to_numpy_ndarray(), want)
