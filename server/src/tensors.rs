@@ -25,8 +25,8 @@
 //!
 //! The tensor's rows are in the catalogue's order, each plane in FITS row order (the first
 //! row is the bottom one, as numpy holds `hdu.data`). A row or band that cannot be cut (no
-//! valid position, no tile) is a plane of `FILL`. Errors are JSON `{"error": …}` with 400,
-//! found before the first byte is sent. `INSITU_TENSOR_DEVICE` (`auto`, `gpu`, `cpu`) chooses
+//! valid position, no tile, a field of view over [`MAX_CUT_SIDE`] pixels) is a plane of
+//! `FILL`. Errors are JSON `{"error": …}` with 400, found before the first byte is sent. `INSITU_TENSOR_DEVICE` (`auto`, `gpu`, `cpu`) chooses
 //! the path; `auto` uses a hardware GPU and the CPU otherwise.
 
 use std::sync::{Arc, OnceLock};
@@ -48,13 +48,16 @@ use rayon::prelude::*;
 use crate::bulk_jobs::{catalogue_rows, MAX_CATALOG_BYTES, MAX_ROWS};
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
-use crate::position_cutout::cut_at;
+use crate::position_cutout::{cut_planned, plan_at};
 use crate::tap::upload::{self, UploadLimits};
 use crate::tensor_format::{Encoder, TensorFormat};
 use crate::volumes::Tiles;
 
 /// Pixels cut for one batch of rows, about: bounds the memory of a request.
 const BATCH_BYTES: usize = 32 << 20;
+/// The widest field of view cut for a tensor, pixels a side (16 MiB of float32): a larger one
+/// is a plane of `FILL`, since no output (at most 2048 a side) needs more.
+pub const MAX_CUT_SIDE: usize = 2048;
 
 /// What `/tensors` needs: the tiles, and the tensor path, chosen on first use.
 pub struct TensorState {
@@ -162,17 +165,20 @@ fn stream_tensors(
 ) {
     let tensorizer = state.tensorizer();
     let bands = request.bands.len();
-    // Rows per batch: about BATCH_BYTES of planes of the output's size (256² at least).
-    let side = request.recipe.width.max(request.recipe.height).max(256);
-    let rows_per_batch = (BATCH_BYTES / (bands * side * side * 4)).clamp(1, 1024);
     std::thread::scope(|scope| {
         let (cut_sender, cut_receiver) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
-            for chunk in request.rows.chunks(rows_per_batch) {
-                if cut_sender
-                    .send(cut_batch(&state.tiles, chunk, request))
-                    .is_err()
-                {
+            // A few rows first, then as many as weigh about BATCH_BYTES, from what the last
+            // batch weighed: fields of view are only known in pixels once cut.
+            let (mut start, mut rows_per_batch) = (0, 8);
+            while start < request.rows.len() {
+                let end = (start + rows_per_batch).min(request.rows.len());
+                let planes = cut_batch(&state.tiles, &request.rows[start..end], request);
+                let bytes: usize = planes.iter().map(|(d, _)| d.len() * 4).sum();
+                let per_row = (bytes / (end - start)).max(1);
+                rows_per_batch = (BATCH_BYTES / per_row).clamp(1, 1024);
+                start = end;
+                if cut_sender.send(planes).is_err() {
                     return; // the maker stopped
                 }
             }
@@ -216,7 +222,13 @@ fn cut_batch(
         .flat_map_iter(|row| {
             request.bands.iter().map(move |band| {
                 let cut = row.and_then(|(ra, dec, size)| {
-                    cut_at(tiles, ra, dec, size, band, request.volume.as_deref()).ok()
+                    let planned =
+                        plan_at(tiles, ra, dec, size, band, request.volume.as_deref()).ok()?;
+                    let w = planned.window;
+                    if w.width.max(w.height) > MAX_CUT_SIDE {
+                        return None;
+                    }
+                    cut_planned(tiles, planned).ok()
                 });
                 match cut {
                     Some(c) => (c.data, (c.width, c.height)),

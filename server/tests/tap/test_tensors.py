@@ -113,11 +113,13 @@ def test_asinh_tensor_equals_cutout2d_pillow_and_astropy(demo, tiles):
 
 def test_physical_values_bilinear_flux_conserving_and_per_row_fov(demo, tiles):
     rows = positions(tiles)
-    fov = [6, 9.3, 4, 12]
-    r = post_tensors(demo, catalogue(rows, fov), BAND="NIR_H", SIZE="24", STRETCH="none",
-                     FILTER="bilinear", FLUX="true", FILL="nan")
+    # The last two: a field of view wider than MAX_CUT_SIDE (2048) pixels, and a negative one.
+    fov = [6, 9.3, 4, 12, 1000, -3]
+    r = post_tensors(demo, catalogue(rows + rows[:2], fov), BAND="NIR_H", SIZE="24",
+                     STRETCH="none", FILTER="bilinear", FLUX="true", FILL="nan")
     t = read_npy(r)
-    assert t.shape == (4, 1, 24, 24)
+    assert t.shape == (6, 1, 24, 24)
+    assert np.isnan(t[4:]).all()
     for i, (ra, dec) in enumerate(rows):
         want, (h, w) = expected(tiles, "NIR_H", ra, dec, fov[i], 24, Image.BILINEAR, stretch=False)
         want = want * (w / 24) * (h / 24)
