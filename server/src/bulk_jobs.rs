@@ -218,24 +218,7 @@ impl BulkRequest {
             return Err(format!("BAND {b} is given twice"));
         }
         let bytes = catalogue_bytes(params, uploads_dir)?;
-        let limits = UploadLimits {
-            max_bytes: MAX_CATALOG_BYTES,
-            max_rows: MAX_ROWS + 1,
-            urls: false,
-        };
-        let (_, _, batches) = upload::read("catalog", &bytes, limits)?;
-        let (rows, bad) = catalogue_rows(
-            &batches,
-            params.get("RA_COL"),
-            params.get("DEC_COL"),
-            params.get("ID_COL"),
-        )?;
-        if rows.len() + bad.len() > MAX_ROWS {
-            return Err(format!("the catalogue has more than {MAX_ROWS} rows"));
-        }
-        if rows.is_empty() && bad.is_empty() {
-            return Err("the catalogue has no rows".into());
-        }
+        let Catalogue { rows, bad, .. } = read_catalogue(&bytes, params)?;
         Ok(BulkRequest {
             rows,
             bad,
@@ -269,8 +252,40 @@ fn catalogue_bytes(params: &DaliParams, uploads_dir: &Path) -> Result<Vec<u8>, S
     }
 }
 
+/// A catalogue read: its rows with a position, those without, and its record batches (for
+/// any other column).
+pub(crate) struct Catalogue {
+    pub rows: Vec<Row>,
+    pub bad: Vec<BadRow>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A catalogue's rows (CSV or VOTable, at most [`MAX_ROWS`], at least one), with the columns
+/// `RA_COL`, `DEC_COL` and `ID_COL` name.
+pub(crate) fn read_catalogue(bytes: &[u8], params: &DaliParams) -> Result<Catalogue, String> {
+    let limits = UploadLimits {
+        max_bytes: MAX_CATALOG_BYTES,
+        max_rows: MAX_ROWS + 1,
+        urls: false,
+    };
+    let (_, _, batches) = upload::read("catalog", bytes, limits)?;
+    let (rows, bad) = catalogue_rows(
+        &batches,
+        params.get("RA_COL"),
+        params.get("DEC_COL"),
+        params.get("ID_COL"),
+    )?;
+    if rows.len() + bad.len() > MAX_ROWS {
+        return Err(format!("the catalogue has more than {MAX_ROWS} rows"));
+    }
+    if rows.is_empty() && bad.is_empty() {
+        return Err("the catalogue has no rows".into());
+    }
+    Ok(Catalogue { rows, bad, batches })
+}
+
 /// The position (and id) of every row; rows with a null or unreadable position are bad.
-pub(crate) fn catalogue_rows(
+fn catalogue_rows(
     batches: &[RecordBatch],
     ra_col: Option<&str>,
     dec_col: Option<&str>,

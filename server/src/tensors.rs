@@ -45,11 +45,10 @@ use insitu_gpu::stretch::{Interval, Stretch};
 use insitu_gpu::{Batch, Device, Filter, Plane, Recipe, Scaling, Tensorizer};
 use rayon::prelude::*;
 
-use crate::bulk_jobs::{catalogue_rows, MAX_CATALOG_BYTES, MAX_ROWS};
+use crate::bulk_jobs::{read_catalogue, Catalogue, MAX_CATALOG_BYTES};
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
 use crate::position_cutout::{cut_planned, plan_at};
-use crate::tap::upload::{self, UploadLimits};
 use crate::tensor_format::{Encoder, TensorFormat};
 use crate::volumes::Tiles;
 
@@ -288,26 +287,12 @@ impl TensorRequest {
         }
         let recipe = parse_recipe(params)?;
         let default_fov = params.get("FOV").map(parse_size).transpose()?;
-        let bytes = catalogue_bytes(params)?;
-        let limits = UploadLimits {
-            max_bytes: MAX_CATALOG_BYTES,
-            max_rows: MAX_ROWS + 1,
-            urls: false,
-        };
-        let (_, _, batches) = upload::read("catalog", &bytes, limits)?;
-        let (good, bad) = catalogue_rows(
-            &batches,
-            params.get("RA_COL"),
-            params.get("DEC_COL"),
-            params.get("ID_COL"),
-        )?;
+        let Catalogue {
+            rows: good,
+            bad,
+            batches,
+        } = read_catalogue(&catalogue_bytes(params)?, params)?;
         let count = good.len() + bad.len();
-        if count == 0 {
-            return Err("the catalogue has no rows".into());
-        }
-        if count > MAX_ROWS {
-            return Err(format!("the catalogue has more than {MAX_ROWS} rows"));
-        }
         let fovs = fov_column(&batches, params.get("FOV_COL"))?;
         if fovs.is_none() && default_fov.is_none() {
             return Err("FOV is missing: give FOV (e.g. 20arcsec) or a fov column (arcsec)".into());
