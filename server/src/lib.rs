@@ -12,7 +12,8 @@
 //! grey or an RGB composite: [`preview_command`]) and `insitu query` (one ADQL query over
 //! local files). [`soda`] cuts the volumes' images by dataset (IVOA SODA 1.0, DataLink 1.1
 //! and the Euclid archive's cutout form); [`tensors`] serves ML-ready `[N, C, H, W]` tensors of
-//! catalogue positions through `insitu-gpu`. The datalab launcher belongs here next;
+//! catalogue positions through `insitu-gpu`, streamed as `.npy`, safetensors or Arrow IPC
+//! ([`tensor_format`]). The datalab launcher belongs here next;
 //! the FITS work lives in `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
