@@ -192,7 +192,11 @@ impl Gpu {
                     "a {w}×{h} plane is too large for the GPU's buffers"
                 )));
             }
-            if src + s > limit || tmp + t > limit || dst + d > limit || end - start >= 65_535 {
+            if src + s > limit
+                || tmp + t > limit
+                || dst + d > limit
+                || end - start >= MAX_GROUPS as usize
+            {
                 break;
             }
             (src, tmp, dst) = (src + s, tmp + t, dst + d);
