@@ -118,12 +118,7 @@ impl Encoder {
     /// The bytes of the next `rows` items, `values` holding them in C order.
     pub fn batch(&mut self, values: Vec<f32>, rows: usize) -> Result<Bytes, String> {
         match self {
-            Encoder::Raw => Ok(Bytes::from(
-                values
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            )),
+            Encoder::Raw => Ok(little_endian_bytes(values)),
             Encoder::Arrow {
                 writer,
                 schema,
@@ -159,6 +154,27 @@ impl Encoder {
                 Ok(Some(Bytes::from(std::mem::take(writer.get_mut()))))
             }
         }
+    }
+}
+
+/// float32 values as little-endian bytes: on a little-endian machine their own memory, handed
+/// to the response without a copy (gigabytes for a large catalogue); elsewhere swapped once.
+fn little_endian_bytes(values: Vec<f32>) -> Bytes {
+    struct Owned(Vec<f32>);
+    impl AsRef<[u8]> for Owned {
+        fn as_ref(&self) -> &[u8] {
+            bytemuck::cast_slice(&self.0)
+        }
+    }
+    if cfg!(target_endian = "little") {
+        Bytes::from_owner(Owned(values))
+    } else {
+        Bytes::from(
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
     }
 }
 
@@ -201,6 +217,20 @@ mod tests {
     use super::*;
     use insitu_adql::arrow::array::{Array, AsArray};
     use insitu_adql::arrow::ipc::reader::StreamReader;
+
+    #[test]
+    fn raw_batches_are_little_endian_float32() {
+        let mut encoder = Encoder::start(TensorFormat::Npy, [1, 1, 1, 3], &[])
+            .unwrap()
+            .0;
+        let bytes = encoder.batch(vec![1.0, -2.5, f32::NAN], 1).unwrap();
+        let back: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!((back[0], back[1]), (1.0, -2.5));
+        assert!(back[2].is_nan() && bytes.len() == 12);
+    }
 
     #[test]
     fn npy_header_is_aligned_and_names_the_shape() {
