@@ -140,16 +140,15 @@ pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut 
 /// float display stretch resolves; past 1e18, `ln(2t)`.
 #[inline]
 pub fn asinh_of_positive(t: f32) -> f32 {
+    // Selects rather than branches, so that a loop over values vectorises.
     let t2 = t * t;
     // asinh t = t − t³/6 + 3t⁵/40 − 5t⁷/112 + 35t⁹/1152 − …: the next term is below 3e-13 t.
     let series = t
         * (1.0
             + t2 * (-1.0 / 6.0 + t2 * (3.0 / 40.0 + t2 * (-5.0 / 112.0 + t2 * (35.0 / 1152.0)))));
-    let large = if t > 1e18 {
-        ln_at_least_1(t) + std::f32::consts::LN_2
-    } else {
-        ln_at_least_1(t + (t2 + 1.0).sqrt())
-    };
+    let huge = t > 1e18;
+    let w = if huge { t } else { t + (t2 + 1.0).sqrt() };
+    let large = ln_at_least_1(w) + if huge { std::f32::consts::LN_2 } else { 0.0 };
     // NaN takes the series, which keeps it.
     if t >= 0.1 {
         large
@@ -163,12 +162,10 @@ pub fn asinh_of_positive(t: f32) -> f32 {
 #[inline]
 fn ln_at_least_1(w: f32) -> f32 {
     let bits = w.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    if m > std::f32::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let high = m > std::f32::consts::SQRT_2;
+    let m = if high { m * 0.5 } else { m };
+    let e = ((bits >> 23) & 0xff) as i32 - 127 + i32::from(high);
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let atanh = s * (1.0 + s2 * (1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 / 9.0))));
