@@ -71,20 +71,21 @@ fn parse_size(size: Option<usize>, size_arcsec: Option<f64>) -> PyResult<Size> {
 }
 
 impl FitsImage {
-    /// The window and its physical values (NaN outside the image and for BLANK).
+    /// The window and its physical values (NaN outside the image and for BLANK). The error
+    /// is text, so that it can be made on threads without the interpreter (rayon's).
     fn cut(
         &self,
         center: Center,
         size: Size,
         mode: Mode,
         plane: usize,
-    ) -> PyResult<(Window, Vec<f32>)> {
-        let image = self.file.image(self.hdu).map_err(value_error)?;
+    ) -> Result<(Window, Vec<f32>), String> {
+        let image = self.file.image(self.hdu).map_err(|e| e.to_string())?;
         if plane >= image.planes() {
-            return Err(value_error(format!(
+            return Err(format!(
                 "plane {plane} is outside the image's {} planes",
                 image.planes()
-            )));
+            ));
         }
         let request = CutoutRequest {
             center,
@@ -92,7 +93,8 @@ impl FitsImage {
             mode,
             planes: Some(plane..plane + 1),
         };
-        let (window, _) = cutout::plan(&image, self.wcs.as_ref(), &request).map_err(value_error)?;
+        let (window, _) =
+            cutout::plan(&image, self.wcs.as_ref(), &request).map_err(|e| e.to_string())?;
         let mut out = vec![0.0f32; window.width * window.height];
         cutout::window_physical(&image, plane, window, &mut out);
         Ok((window, out))
@@ -141,7 +143,9 @@ impl FitsImage {
             _ => return Err(value_error("give ra and dec, or x and y")),
         };
         let (size, mode) = (parse_size(size, size_arcsec)?, parse_mode(mode)?);
-        let (window, data) = py.detach(|| self.cut(center, size, mode, plane))?;
+        let (window, data) = py
+            .detach(|| self.cut(center, size, mode, plane))
+            .map_err(value_error)?;
         Ok(PyArray1::from_vec(py, data)
             .reshape([window.height, window.width])?
             .into_any())
@@ -174,17 +178,17 @@ impl FitsImage {
                 dec.len()
             )));
         }
-        let cut: PyResult<Vec<(Window, Vec<f32>)>> = py.detach(|| {
+        let cut: Result<Vec<(Window, Vec<f32>)>, String> = py.detach(|| {
             ra.par_iter()
                 .zip(&dec)
                 .enumerate()
                 .map(|(k, (&ra, &dec))| {
                     self.cut(Center::Sky { ra, dec }, size, mode, 0)
-                        .map_err(|e| value_error(format!("row {k}: {e}")))
+                        .map_err(|e| format!("row {k}: {e}"))
                 })
                 .collect()
         });
-        let cut = cut?;
+        let cut = cut.map_err(value_error)?;
         let (h, w) = cut
             .first()
             .map_or((0, 0), |(win, _)| (win.height, win.width));
