@@ -187,14 +187,38 @@ fn percentiles(values: &[f32], lower: f32, upper: f32, max_exact: usize) -> Opti
     if lower.is_nan() || upper.is_nan() {
         return None;
     }
-    let mut sample = finite_sample(values, max_exact);
-    if sample.is_empty() {
+    // Selected as integer keys in the floats' order: a plain integer comparison each, where
+    // `f32::total_cmp` does that conversion on both sides of every comparison.
+    let mut keys: Vec<u32> = finite_sample(values, max_exact)
+        .into_iter()
+        .map(sortable_key)
+        .collect();
+    if keys.is_empty() {
         return None;
     }
     Some((
-        percentile_of(&mut sample, lower),
-        percentile_of(&mut sample, upper),
+        percentile_of(&mut keys, lower),
+        percentile_of(&mut keys, upper),
     ))
+}
+
+/// An unsigned key in the order of the float (the order of `f32::total_cmp`): negative values
+/// flipped whole, the others with the sign bit set (as `limits.wgsl`'s radix select).
+fn sortable_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+fn key_value(k: u32) -> f32 {
+    f32::from_bits(if k & 0x8000_0000 != 0 {
+        k & 0x7fff_ffff
+    } else {
+        !k
+    })
 }
 
 /// Every finite value when there are at most `max` of them; otherwise one value picked at a
@@ -221,14 +245,16 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// numpy's `percentile(sample, p)` (method "linear"); reorders `sample`, which is non-empty.
-fn percentile_of(sample: &mut [f32], p: f32) -> f32 {
+/// numpy's `percentile(sample, p)` (method "linear") of the values whose `sortable_key`s
+/// `sample` holds; reorders `sample`, which is non-empty.
+fn percentile_of(sample: &mut [u32], p: f32) -> f32 {
     let last = sample.len() - 1;
     let q = (decimal_f64(p) / 100.0).clamp(0.0, 1.0);
     let virtual_index = last as f64 * q;
     let below = (virtual_index.floor() as usize).min(last);
-    let (_, &mut a, above) = sample.select_nth_unstable_by(below, f32::total_cmp);
-    let Some(b) = above.iter().copied().min_by(f32::total_cmp) else {
+    let (_, &mut a, above) = sample.select_nth_unstable(below);
+    let a = key_value(a);
+    let Some(b) = above.iter().copied().min().map(key_value) else {
         return a;
     };
     let gamma = virtual_index - below as f64;
@@ -365,6 +391,36 @@ fn median_of_sorted(sorted: &[f32]) -> Option<f32> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sortable_keys_keep_the_floats_order_and_read_back() {
+        let mut values = vec![
+            f32::MIN,
+            -1e30,
+            -2.5,
+            -1.0,
+            -1e-40,
+            -0.0,
+            0.0,
+            1e-40,
+            1e-10,
+            0.5,
+            1.0,
+            7.25,
+            1e30,
+            f32::MAX,
+        ];
+        let keys: Vec<u32> = values.iter().map(|&v| sortable_key(v)).collect();
+        assert!(keys.windows(2).all(|k| k[0] < k[1]), "{keys:?}");
+        for (&v, &k) in values.iter().zip(&keys) {
+            assert_eq!(key_value(k).to_bits(), v.to_bits());
+        }
+        values.reverse();
+        let mut sorted = values.clone();
+        sorted.sort_by_key(|&v| sortable_key(v));
+        values.sort_by(f32::total_cmp);
+        assert_eq!(sorted, values);
+    }
 
     #[test]
     fn fast_asinh_is_asinh() {
