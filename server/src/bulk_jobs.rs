@@ -180,22 +180,8 @@ impl BulkRequest {
     ) -> Result<Self, String> {
         let size = parse_size(params.get("SIZE").ok_or("SIZE is missing")?)?;
         let format = BulkFormat::parse(params.get("FORMAT").unwrap_or("tar"))?;
-        let volume = params.get("VOLUME").map(|v| v.trim().to_string());
-        if let Some(v) = &volume {
-            if !tiles
-                .volumes()
-                .iter()
-                .any(|x| x.name.eq_ignore_ascii_case(v))
-            {
-                return Err(format!("VOLUME {v:?} is not served"));
-            }
-        }
-        let mut bands: Vec<String> = params
-            .all("BAND")
-            .flat_map(|b| b.split(','))
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
+        let volume = served_volume(params, tiles)?;
+        let mut bands = band_list(params);
         if bands.is_empty() {
             bands = tiles
                 .volumes()
@@ -228,6 +214,31 @@ impl BulkRequest {
             format,
         })
     }
+}
+
+/// `VOLUME`, when given: one the tiles come from.
+pub(crate) fn served_volume(params: &DaliParams, tiles: &Tiles) -> Result<Option<String>, String> {
+    let volume = params.get("VOLUME").map(|v| v.trim().to_string());
+    if let Some(v) = &volume {
+        if !tiles
+            .volumes()
+            .iter()
+            .any(|x| x.name.eq_ignore_ascii_case(v))
+        {
+            return Err(format!("VOLUME {v:?} is not served"));
+        }
+    }
+    Ok(volume)
+}
+
+/// The bands `BAND` names (comma-separated, repeatable), in order.
+pub(crate) fn band_list(params: &DaliParams) -> Vec<String> {
+    params
+        .all("BAND")
+        .flat_map(|b| b.split(','))
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 /// The catalogue's bytes: the part `catalog` (any case) saved at job creation, else the

@@ -45,7 +45,7 @@ use insitu_gpu::stretch::{Interval, Stretch};
 use insitu_gpu::{Batch, Device, Filter, Plane, Recipe, Scaling, Tensorizer};
 use rayon::prelude::*;
 
-use crate::bulk_jobs::{read_catalogue, Catalogue, MAX_CATALOG_BYTES};
+use crate::bulk_jobs::{band_list, read_catalogue, served_volume, Catalogue, MAX_CATALOG_BYTES};
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
 use crate::position_cutout::{cut_planned, plan_at};
@@ -256,22 +256,8 @@ fn make_tensor(
 impl TensorRequest {
     fn parse(params: &DaliParams, tiles: &Tiles) -> Result<TensorRequest, String> {
         let format = TensorFormat::parse(params.get("FORMAT").unwrap_or("npy"))?;
-        let volume = params.get("VOLUME").map(|v| v.trim().to_string());
-        if let Some(v) = &volume {
-            if !tiles
-                .volumes()
-                .iter()
-                .any(|x| x.name.eq_ignore_ascii_case(v))
-            {
-                return Err(format!("VOLUME {v:?} is not served"));
-            }
-        }
-        let bands: Vec<String> = params
-            .all("BAND")
-            .flat_map(|b| b.split(','))
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
+        let volume = served_volume(params, tiles)?;
+        let bands = band_list(params);
         if bands.is_empty() {
             return Err("BAND is missing: name the channels, e.g. BAND=VIS,NIR_Y,NIR_H".into());
         }
