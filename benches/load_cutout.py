@@ -71,10 +71,8 @@ import platform
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -82,13 +80,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_server import Server, vm_status
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FOLDER = "demo-volume-v2"
-READY = re.compile(r"on (http://127\.0\.0\.1:\d+)/tap\b")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WROTE = re.compile(r"wrote (\d+) cutouts in ([0-9.]+) s \(([0-9.]+)/s\)")
 SINK = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Cutana's published figure (Euclid Q1 tiles): up to ~2,260 cutouts/s with 4 workers,
 # ~1.8-2.5 GB per worker.
 CUTANA_PUBLISHED = dict(rate=2260, workers=4, gb_per_worker=(1.8, 2.5))
@@ -100,14 +97,6 @@ def work_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Workers, each run in its own process (`--worker NAME ...`)
-
-
-def vm_status(key, pid="self") -> int:
-    """A /proc/PID/status figure in KiB (VmHWM, VmRSS), -1 when missing."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return -1
 
 
 def worker_astropy(tile, positions, size, n):
@@ -375,63 +364,6 @@ def run_wrk(wrk, base, script: Path, connections, threads, duration, server) -> 
 
 # ---------------------------------------------------------------------------------------------
 # The server
-
-
-class Server:
-    def __init__(self, binary: Path, work: Path):
-        for sub in ("cache", "state"):
-            shutil.rmtree(work / sub, ignore_errors=True)
-        self.cache = work / "cache"
-        cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--cache-dir", str(self.cache),
-               "--state-dir", str(work / "state")]
-        self.log = open(work / "server.log", "w")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
-        self.base = None
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stderr:
-                self.log.write(line)  # one line per request: kept, never printed
-                m = READY.search(ANSI.sub("", line))
-                if m and self.base is None:
-                    self.base = m.group(1)
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 120
-        while not ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                sys.exit(f"insitu serve did not start; see {work / 'server.log'}")
-
-    def status(self, key) -> int:
-        return vm_status(key, self.proc.pid)
-
-    def cpu_s(self) -> float:
-        """utime + stime of the server (all its threads), in seconds."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def reset_peak(self):
-        # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0, same user).
-        try:
-            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# The engine in process: `insitu cutout`
 
 
 def timed_process(cmd, timeout):

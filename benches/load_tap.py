@@ -39,18 +39,17 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from bench_server import Server
 
 REPO = Path(__file__).resolve().parent.parent
 CENTRE = (151.67, 3.5)
@@ -62,8 +61,6 @@ UPLOAD_ROWS = 100
 N_CENTRES = 2000
 N_BODIES = 50
 BOUNDARY = "insitu-load-bench-boundary-7f3a9c"
-READY = re.compile(r"on (http://127\.0\.0\.1:\d+)/tap\b")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def work_dir() -> Path:
@@ -221,57 +218,6 @@ end
 # The server
 
 
-class Server:
-    def __init__(self, binary: Path, table: Path, work: Path):
-        for sub in ("cache", "state"):
-            shutil.rmtree(work / sub, ignore_errors=True)
-        cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--cache-dir", str(work / "cache"),
-               "--state-dir", str(work / "state"), "--table", f"x.t={table}"]
-        self.log = open(work / "server.log", "w")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
-        self.base = None
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stderr:
-                self.log.write(line)  # one line per request: kept, never printed
-                m = READY.search(ANSI.sub("", line))
-                if m and self.base is None:
-                    self.base = m.group(1)
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 120
-        while not ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                sys.exit(f"insitu serve did not start; see {work / 'server.log'}")
-
-    def status(self, key) -> int:
-        """A /proc/PID/status figure in KiB (VmHWM, VmRSS)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-        return -1
-
-    def reset_peak(self):
-        # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0, same user).
-        try:
-            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-
-
 def fetch(url, body=None, headers=None) -> bytes:
     req = urllib.request.Request(url, data=body, headers=headers or {})
     with urllib.request.urlopen(req, timeout=120) as r:
@@ -342,7 +288,7 @@ def main():
     upload_lua = work / "upload.lua"
     upload_lua.write_text(upload_script([multipart_body(a, d) for a, d in bodies_pos]), encoding="latin-1")
 
-    server = Server(args.insitu_bin, table, work)
+    server = Server(args.insitu_bin, work, ["--table", f"x.t={table}"])
     records = []
     try:
         t0 = time.perf_counter()

@@ -24,10 +24,8 @@ import argparse
 import io
 import json
 import os
-import re
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,6 +38,8 @@ from astropy.nddata import Cutout2D
 from astropy.visualization import AsinhStretch, PercentileInterval
 from astropy.wcs import WCS
 from skimage.transform import resize
+
+from bench_server import Server
 
 REPO = Path(__file__).resolve().parent.parent
 BANDS = ["VIS", "NIR_Y", "NIR_J", "NIR_H"]
@@ -105,33 +105,6 @@ def make_catalogue(tiles, galaxies, rows, rng):
     return out
 
 
-def start_server(binary, volume, work, device):
-    env = {**os.environ, "INSITU_TENSOR_DEVICE": device}
-    cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--volume", f"bench={volume}",
-           "--cache-dir", str(work / "cache"), "--state-dir", str(work / "state")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    lines = []
-    base = None
-    for line in proc.stderr:
-        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-        lines.append(line)
-        m = re.search(r"on (http://127\.0\.0\.1:\d+)/tap", line)
-        if m:
-            base = m.group(1)
-            break
-    if base is None:
-        raise SystemExit(f"insitu serve did not start: {''.join(lines[-20:])}")
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    return proc, base, lines
-
-
-def peak_rss_mib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def python_tensor(files, ra, dec, fov, t, size):
     out = np.empty((len(BANDS), size, size), np.float32)
     for b, band in enumerate(BANDS):
@@ -166,7 +139,9 @@ def main():
         for path, _ in tiles[band]:
             path.read_bytes()
 
-    proc, base, log = start_server(args.insitu_bin, volume, work, args.device)
+    server = Server(args.insitu_bin, work, ["--volume", f"bench={volume}"],
+                    env={"INSITU_TENSOR_DEVICE": args.device})
+    base = server.base
     try:
         params = {"BAND": ",".join(BANDS), "SIZE": str(args.size), "STRETCH": "asinh",
                   "FILTER": "lanczos3", "PERCENTILE": "99.5"}
@@ -187,11 +162,10 @@ def main():
         if done.returncode != 0:
             raise SystemExit(f"curl failed: {done.stderr}")
         received = int(done.stdout)
-        rss = peak_rss_mib(proc.pid)
-        device = next((line.strip() for line in log if "tensors on the" in line), "?")
+        rss = server.status("VmHWM") / 1024
+        device = next((line.strip() for line in server.log_lines() if "tensors on the" in line), "?")
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
     expected_bytes = args.rows * len(BANDS) * args.size * args.size * 4
     assert received >= expected_bytes, (received, expected_bytes)
 
