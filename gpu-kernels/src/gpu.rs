@@ -70,6 +70,19 @@ struct StretchParams {
     _pad: u32,
 }
 
+/// A kernel's WGSL source after the helpers every kernel shares (`float_bits.wgsl`).
+macro_rules! kernel {
+    ($file:literal) => {
+        wgpu::ShaderModuleDescriptor {
+            label: Some($file),
+            source: wgpu::ShaderSource::Wgsl(std::borrow::Cow::Borrowed(concat!(
+                include_str!("float_bits.wgsl"),
+                include_str!($file)
+            ))),
+        }
+    };
+}
+
 /// A GPU device with the tensor kernels compiled for it.
 pub struct Gpu {
     device: wgpu::Device,
@@ -123,9 +136,9 @@ impl Gpu {
                 cache: None,
             })
         };
-        let resample = device.create_shader_module(wgpu::include_wgsl!("resample.wgsl"));
-        let limits_module = device.create_shader_module(wgpu::include_wgsl!("limits.wgsl"));
-        let stretch_module = device.create_shader_module(wgpu::include_wgsl!("stretch.wgsl"));
+        let resample = device.create_shader_module(kernel!("resample.wgsl"));
+        let limits_module = device.create_shader_module(kernel!("limits.wgsl"));
+        let stretch_module = device.create_shader_module(kernel!("stretch.wgsl"));
         let gpu = Gpu {
             horizontal: pipeline(&resample, "horizontal"),
             vertical: pipeline(&resample, "vertical"),

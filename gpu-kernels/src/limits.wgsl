@@ -26,14 +26,6 @@ var<workgroup> finite_count: u32;
 var<workgroup> chosen_bucket: u32;
 var<workgroup> chosen_rest: u32;
 
-fn is_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
-}
-
 // Unsigned keys in the order of the floats: negative values flipped whole, positive ones with
 // the sign bit set.
 fn sortable(v: f32) -> u32 {

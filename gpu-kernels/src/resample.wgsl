@@ -2,7 +2,7 @@
 // each plane's rows out_w wide (into `tmp`), `vertical` makes its columns out_h tall (into
 // `dst`). The weights come precomputed per axis (resample.rs, AxisTable); this file only
 // accumulates, in the same order as the CPU reference. Non-finite inputs are tested by their
-// bits: WGSL lets compilers assume arithmetic never sees NaN or infinity.
+// bits (`is_finite`, `nan` from float_bits.wgsl, which gpu.rs puts before this file).
 
 struct PlaneInfo {
     src_offset: u32,
@@ -37,14 +37,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> tmp: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(7) var<uniform> params: Params;
-
-fn is_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
-fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
-}
 
 struct Sum {
     sum: f32,

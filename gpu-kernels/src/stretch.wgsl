@@ -19,10 +19,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> limits: array<vec2<f32>>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-fn is_finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
 // ln(1 + u), accurate near u = 0 (Goldberg's correction; WGSL has no log1p).
 fn log1p(u: f32) -> f32 {
     let w = 1.0 + u;
