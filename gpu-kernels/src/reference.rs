@@ -24,21 +24,23 @@ pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
     data.par_chunks_mut(plane_len.max(1))
         .zip(&batch.planes)
         .zip(&tables.of_plane)
-        .for_each(|((out, plane), &[h, v])| {
+        .for_each_init(Vec::new, |scratch, ((out, plane), &[h, v])| {
             let flux = if recipe.flux_conserving {
                 flux_factor(plane.width, plane.height, out_w, out_h)
             } else {
                 1.0
             };
             let axes = (&tables.tables[h], &tables.tables[v]);
-            resample(plane.data, plane.width, axes, flux, out);
-            if let Some(scaling) = recipe.scaling {
-                match stretch::limits(out, &scaling.interval) {
-                    Some(limits) => {
-                        let resampled = out.to_vec();
-                        stretch::apply(&resampled, limits, &scaling.stretch, out);
+            match recipe.scaling {
+                None => resample(plane.data, plane.width, axes, flux, out),
+                // Resampled into the thread's scratch plane, stretched from there into `out`.
+                Some(scaling) => {
+                    scratch.resize(out.len(), 0.0);
+                    resample(plane.data, plane.width, axes, flux, scratch);
+                    match stretch::limits(scratch, &scaling.interval) {
+                        Some(limits) => stretch::apply(scratch, limits, &scaling.stretch, out),
+                        None => out.fill(f32::NAN),
                     }
-                    None => out.fill(f32::NAN),
                 }
             }
             for v in out.iter_mut().filter(|v| !v.is_finite()) {
