@@ -25,6 +25,53 @@ pub enum Command {
     /// Serve the tables (and volumes) over HTTP: IVOA TAP 1.1 at /tap, metrics at /metrics.
     /// With no table and no volume, serves the demo tables.
     Serve(ServeArgs),
+    /// The datalab launcher's administration: users and their tokens, manifest checks.
+    #[command(subcommand)]
+    Launcher(LauncherCommand),
+    /// Kubernetes: the datalab manifests as Pod/Service/PVC objects.
+    #[command(subcommand)]
+    K8s(K8sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LauncherCommand {
+    /// Add a user (or give an existing one a new token) to a users file, in the given teams;
+    /// prints the new bearer token once (the file keeps only its SHA-256).
+    AddUser(AddUserArgs),
+    /// Load a folder of datalab manifests and report every problem (exit 1 if any).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddUserArgs {
+    /// The user's name: letters, digits, '-', '_' or '.'.
+    pub name: String,
+    /// The users file (TOML), created if missing.
+    #[arg(long, value_name = "FILE")]
+    pub users: PathBuf,
+    /// A team the user belongs to (shares the team's workspace); repeatable.
+    #[arg(long = "team", value_name = "TEAM")]
+    pub teams: Vec<String>,
+    /// Run the user's datalabs as this uid (and gid) when the launcher runs as root.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The folder of datalab manifests (*.toml).
+    pub datalabs: PathBuf,
+    /// A volume the server serves, as NAME=PATH (manifests may only mount those); repeatable.
+    #[arg(long = "volume", value_name = "NAME=PATH")]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Print (or write) the Kubernetes objects of the datalab manifests for one user.
+    Render(K8sRenderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +104,44 @@ pub struct ServeArgs {
     /// Async jobs run at the same time.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+}
+
+/// `insitu k8s render` (see `k8s_command.rs`).
+#[derive(Debug, Args)]
+pub struct K8sRenderArgs {
+    /// The folder of datalab manifests (*.toml).
+    #[arg(long, value_name = "DIR")]
+    pub datalabs: PathBuf,
+    /// The user whose Pods, Services and workspace claims to render.
+    #[arg(long)]
+    pub user: String,
+    /// A team of the user (a shared workspace claim); repeatable.
+    #[arg(long = "team", value_name = "TEAM")]
+    pub teams: Vec<String>,
+    /// A data volume as NAME=PATH, mounted read-only over NFS from --nfs-server; repeatable.
+    #[arg(long = "volume", value_name = "NAME=PATH")]
+    pub volumes: Vec<String>,
+    /// The NFS server exporting the volumes' paths.
+    #[arg(long, value_name = "HOST")]
+    pub nfs_server: Option<String>,
+    /// The namespace of every object.
+    #[arg(long, default_value = "insitu")]
+    pub namespace: String,
+    /// Only this datalab (default: every manifest that loads).
+    #[arg(long, value_name = "NAME")]
+    pub datalab: Option<String>,
+    /// The size of the user's workspace claim (the per-user quota), a Kubernetes quantity.
+    #[arg(long, default_value = "100Gi", value_name = "QUANTITY")]
+    pub workspace_size: String,
+    /// The size of each team workspace claim.
+    #[arg(long, default_value = "100Gi", value_name = "QUANTITY")]
+    pub team_workspace_size: String,
+    /// The storage class of the workspace claims (ReadWriteMany); default: the cluster's.
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Write to this file instead of standard output (it holds Secrets: created mode 0600).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -208,5 +293,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preview(args) => crate::preview_command::run(&args),
         Command::Query(args) => crate::query_command::run(&args),
         Command::Serve(args) => crate::serve_command::run(&args),
+        Command::Launcher(LauncherCommand::AddUser(args)) => {
+            crate::launcher_command::add_user(&args)
+        }
+        Command::Launcher(LauncherCommand::Check(args)) => crate::launcher_command::check(&args),
+        Command::K8s(K8sCommand::Render(args)) => crate::k8s_command::render(&args),
     }
 }

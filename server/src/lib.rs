@@ -27,6 +27,8 @@ pub mod dali;
 pub mod demo;
 pub mod demo_tables;
 pub mod file_stream;
+pub mod k8s_command;
+pub mod launcher_command;
 pub mod metrics;
 pub mod position_cutout;
 pub mod preview;

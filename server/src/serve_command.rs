@@ -142,7 +142,7 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         tiles: tiles.clone(),
         base_url: config.tap.base_url.clone(),
     });
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/", get(index))
         .route("/metrics", get(render_metrics))
         .with_state(metrics.clone())
@@ -153,8 +153,20 @@ pub async fn app(config: &ServeConfig) -> anyhow::Result<(Router, usize)> {
         .merge(crate::soda::routes(soda, soda_jobs))
         .merge(crate::tensors::routes(Arc::new(
             crate::tensors::TensorState::new(tiles.clone()),
-        )))
-        .layer(middleware::from_fn_with_state(metrics, log_request));
+        )));
+    if let Some(file) = &config.launcher {
+        let launcher = insitu_launcher::Launcher::open(insitu_launcher::LauncherConfig::new(
+            file.clone(),
+            config.state_dir.join("launcher"),
+            config.volumes.clone(),
+            // Other users' jobs and the instances' secrets: datalabs do not see them.
+            vec![config.state_dir.clone(), config.cache_dir.clone()],
+        ))
+        .await
+        .context("cannot start the datalab launcher")?;
+        router = router.merge(insitu_launcher::api::routes(launcher));
+    }
+    let router = router.layer(middleware::from_fn_with_state(metrics, log_request));
     Ok((router, tables.len() + volume_tables))
 }
 
@@ -223,6 +235,9 @@ async fn index() -> Response {
          /cutout/async   bulk cutout jobs (UWS): a catalogue in, tar/zip/FITS/npy out\n\
          /soda           IVOA SODA 1.0 (sync, async, capabilities) on dataset ids\n\
          /datalink/links IVOA DataLink 1.1 for dataset ids (ivoa.obscore obs_publisher_did)\n\
+         /tensors        ML-ready [N, C, H, W] tensors of catalogue positions\n\
+         /launcher       datalabs (with a [launcher] configuration): /datalabs, /instances,\n\
+         \x20               /workspaces, /user/NAME/INSTANCE/ (the proxy)\n\
          /metrics        Prometheus metrics\n",
     )
         .into_response()

@@ -25,6 +25,11 @@
 //! upload_bytes = 67108864
 //! upload_rows = 1000000
 //! upload_urls = true                                 # fetch UPLOAD=name,http://… tables
+//!
+//! [launcher]                                         # datalabs (see insitu_launcher::config)
+//! datalabs = "/etc/insitu/datalabs"
+//! users = "/etc/insitu/users.toml"
+//! workspaces = "/srv/insitu/workspaces"
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,6 +56,7 @@ pub struct ServeFile {
     pub volumes: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub limits: Limits,
+    pub launcher: Option<insitu_launcher::LauncherFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +105,8 @@ pub struct ServeConfig {
     pub async_workers: usize,
     /// No table and no volume given: serve the demo tables.
     pub demo: bool,
+    /// The datalab launcher, when the file has a `[launcher]` section.
+    pub launcher: Option<insitu_launcher::LauncherFile>,
 }
 
 impl ServeConfig {
@@ -194,6 +202,7 @@ impl ServeConfig {
             state_dir,
             tap,
             async_workers: args.workers.unwrap_or(l.async_workers).max(1),
+            launcher: file.launcher,
         })
     }
 }

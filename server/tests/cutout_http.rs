@@ -78,6 +78,7 @@ async fn serve(dir: &Path) -> (Router, Vec<Tile>) {
         tap: TapConfig::default(),
         async_workers: 1,
         demo: false,
+        launcher: None,
     };
     (app(&config).await.unwrap().0, tiles)
 }
@@ -443,6 +444,7 @@ async fn tiles_cut_from_one_mosaic_stitch_back_into_its_cutout() {
         tap: TapConfig::default(),
         async_workers: 1,
         demo: false,
+        launcher: None,
     };
     let app = app(&config).await.unwrap().0;
     let file = FitsFile::open(&mosaic).unwrap();

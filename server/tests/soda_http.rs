@@ -153,6 +153,7 @@ async fn volume(base_url: Option<&str>) -> Volume {
         },
         async_workers: 1,
         demo: false,
+        launcher: None,
     };
     let (app, _) = app(&config).await.unwrap();
     Volume {

@@ -47,6 +47,7 @@ async fn service(dir: &Path, tap: TapConfig) -> Router {
         tap,
         async_workers: 1,
         demo: false,
+        launcher: None,
     };
     app(&config).await.unwrap().0
 }

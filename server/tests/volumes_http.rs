@@ -124,6 +124,7 @@ fn config(dir: &Path, volumes: Vec<(String, PathBuf)>, demo: bool) -> ServeConfi
         tap: TapConfig::default(),
         async_workers: 1,
         demo,
+        launcher: None,
     }
 }
 
