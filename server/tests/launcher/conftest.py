@@ -173,7 +173,8 @@ def stop_all(lab: Lab):
     if lab.server.proc is not None and lab.server.proc.poll() is None:
         for user in lab.tokens:
             try:
-                for i in lab.get(user, "/instances").json():
+                r = lab.get(user, "/instances")
+                for i in r.json() if r.status_code == 200 else []:
                     lab.stop(user, i["id"])
             except (requests.RequestException, ValueError):
                 pass
