@@ -73,7 +73,9 @@ pub struct AuthUser {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
@@ -82,7 +84,12 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_string))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        })
 }
 
 /// The user of a request's bearer token or cookie, if any and valid.
@@ -94,7 +101,10 @@ pub fn user_of(launcher: &Launcher, headers: &HeaderMap) -> Option<User> {
 impl FromRequestParts<Arc<Launcher>> for AuthUser {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, launcher: &Arc<Launcher>) -> Result<Self, Error> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        launcher: &Arc<Launcher>,
+    ) -> Result<Self, Error> {
         let (token, by_cookie) = match (bearer(&parts.headers), cookie(&parts.headers)) {
             (Some(t), _) => (t, false),
             (None, Some(t)) => (t, true),
@@ -106,8 +116,15 @@ impl FromRequestParts<Arc<Launcher>> for AuthUser {
         };
         let user = launcher.authenticate(&token)?;
         let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if by_cookie && unsafe_method && !parts.headers.contains_key(CSRF_HEADER) && !parts.uri.path().starts_with("/user/") {
-            return Err(Error::Forbidden(format!("a {} with the login cookie needs the {CSRF_HEADER} header", parts.method)));
+        if by_cookie
+            && unsafe_method
+            && !parts.headers.contains_key(CSRF_HEADER)
+            && !parts.uri.path().starts_with("/user/")
+        {
+            return Err(Error::Forbidden(format!(
+                "a {} with the login cookie needs the {CSRF_HEADER} header",
+                parts.method
+            )));
         }
         Ok(AuthUser { user, by_cookie })
     }
@@ -164,7 +181,11 @@ async fn datalabs(State(l): State<Arc<Launcher>>, _user: AuthUser) -> Response {
         .into_response()
 }
 
-async fn launch(State(l): State<Arc<Launcher>>, auth: AuthUser, Path(name): Path<String>) -> Result<Response, Error> {
+async fn launch(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
     let view = l.launch(&auth.user, &name).await?;
     let mut response = (StatusCode::CREATED, Json(&view)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/instances/{}", view.id)) {
@@ -177,11 +198,19 @@ async fn instances(State(l): State<Arc<Launcher>>, auth: AuthUser) -> Response {
     Json(l.instances_of(&auth.user.name)).into_response()
 }
 
-async fn instance(State(l): State<Arc<Launcher>>, auth: AuthUser, Path(id): Path<String>) -> Result<Response, Error> {
+async fn instance(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
     Ok(Json(l.instance(&auth.user.name, &id)?).into_response())
 }
 
-async fn stop(State(l): State<Arc<Launcher>>, auth: AuthUser, Path(id): Path<String>) -> Result<Response, Error> {
+async fn stop(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
     l.stop(&auth.user.name, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -195,19 +224,37 @@ async fn workspaces(State(l): State<Arc<Launcher>>, auth: AuthUser) -> Response 
     }
 }
 
-async fn workspace_root(State(l): State<Arc<Launcher>>, auth: AuthUser, Path((kind, name)): Path<(String, String)>) -> Result<Response, Error> {
+async fn workspace_root(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, Error> {
     workspace_read(&l, &auth.user, &kind, &name, "").await
 }
 
-async fn workspace_file(State(l): State<Arc<Launcher>>, auth: AuthUser, Path((kind, name, path)): Path<(String, String, String)>) -> Result<Response, Error> {
+async fn workspace_file(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path((kind, name, path)): Path<(String, String, String)>,
+) -> Result<Response, Error> {
     workspace_read(&l, &auth.user, &kind, &name, &path).await
 }
 
 /// A file of a workspace the user may read, or the listing of a folder.
-async fn workspace_read(l: &Launcher, user: &User, kind: &str, name: &str, rel: &str) -> Result<Response, Error> {
-    let kind = Kind::parse(kind).ok_or_else(|| Error::NotFound(format!("no workspace kind {kind:?} (users or teams)")))?;
+async fn workspace_read(
+    l: &Launcher,
+    user: &User,
+    kind: &str,
+    name: &str,
+    rel: &str,
+) -> Result<Response, Error> {
+    let kind = Kind::parse(kind)
+        .ok_or_else(|| Error::NotFound(format!("no workspace kind {kind:?} (users or teams)")))?;
     if !crate::workspaces::Workspaces::allowed(user, kind, name) {
-        return Err(Error::NotFound(format!("no workspace {}/{name}", kind.folder())));
+        return Err(Error::NotFound(format!(
+            "no workspace {}/{name}",
+            kind.folder()
+        )));
     }
     let path = l.workspaces.resolve(kind, name, rel)?;
     if path.is_dir() {
@@ -226,7 +273,9 @@ async fn workspace_read(l: &Launcher, user: &User, kind: &str, name: &str, rel: 
         entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         return Ok(Json(entries).into_response());
     }
-    let file = tokio::fs::File::open(&path).await.map_err(|e| Error::NotFound(format!("{rel}: {e}")))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Error::NotFound(format!("{rel}: {e}")))?;
     let stream = tokio_util_stream(file);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], stream).into_response())
 }
@@ -247,17 +296,24 @@ fn login_response(l: &Launcher, token: &str) -> Result<Response, Error> {
     let mut response = Redirect::to("/launcher").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| Error::BadRequest("a token is letters and digits".into()))?,
+        HeaderValue::from_str(&cookie)
+            .map_err(|_| Error::BadRequest("a token is letters and digits".into()))?,
     );
     tracing::info!("{} logged in", user.name);
     Ok(response)
 }
 
-async fn login_query(State(l): State<Arc<Launcher>>, Query(p): Query<TokenParam>) -> Result<Response, Error> {
+async fn login_query(
+    State(l): State<Arc<Launcher>>,
+    Query(p): Query<TokenParam>,
+) -> Result<Response, Error> {
     login_response(&l, &p.token)
 }
 
-async fn login_form(State(l): State<Arc<Launcher>>, Form(p): Form<TokenParam>) -> Result<Response, Error> {
+async fn login_form(
+    State(l): State<Arc<Launcher>>,
+    Form(p): Form<TokenParam>,
+) -> Result<Response, Error> {
     login_response(&l, &p.token)
 }
 
@@ -274,8 +330,19 @@ async fn proxy_root(Path((user, id)): Path<(String, String)>) -> Response {
     Redirect::permanent(&format!("/user/{user}/{id}/")).into_response()
 }
 
-async fn proxy(State(l): State<Arc<Launcher>>, auth: AuthUser, Path(params): Path<Vec<(String, String)>>, request: Request) -> Result<Response, Error> {
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+async fn proxy(
+    State(l): State<Arc<Launcher>>,
+    auth: AuthUser,
+    Path(params): Path<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response, Error> {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let (user, id) = (get("user"), get("id"));
     if user != auth.user.name {
         return Err(Error::NotFound(format!("no instance {id}")));

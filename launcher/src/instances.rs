@@ -30,6 +30,8 @@ pub struct Record {
     /// The instance's secret: the proxy authenticates to the datalab with it.
     pub token: String,
     pub authorization: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
     pub health: String,
     pub process: Option<ProcessId>,
     pub created_unix: u64,
@@ -40,6 +42,15 @@ pub struct Record {
 impl Record {
     pub fn base_url(&self) -> String {
         format!("/user/{}/{}/", self.user, self.id)
+    }
+
+    /// The path the instance itself serves `base_url() + rest` at.
+    pub fn upstream_path(&self, rest: &str) -> String {
+        if self.strip_prefix {
+            format!("/{rest}")
+        } else {
+            format!("{}{rest}", self.base_url())
+        }
     }
 }
 
@@ -83,6 +94,8 @@ pub struct View {
 pub struct Upstream {
     pub port: u16,
     pub authorization: Option<String>,
+    /// The prefix the instance does not know about, removed from request paths.
+    pub strip: Option<String>,
 }
 
 /// The launcher: datalabs, users, workspaces and the instances they run.
@@ -151,7 +164,11 @@ impl Launcher {
         for p in &problems {
             tracing::warn!("datalab manifest: {p}");
         }
-        tracing::info!("{} datalab(s) from {}", manifests.len(), launcher.config.datalabs.display());
+        tracing::info!(
+            "{} datalab(s) from {}",
+            manifests.len(),
+            launcher.config.datalabs.display()
+        );
         tokio::spawn(watch(Arc::downgrade(&launcher)));
         Ok(launcher)
     }
@@ -182,14 +199,22 @@ impl Launcher {
         let file = self.config.state_dir.join("instances.json");
         let records: Vec<Record> = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!("{}: unreadable ({e}); starting with no instance", file.display());
+                tracing::warn!(
+                    "{}: unreadable ({e}); starting with no instance",
+                    file.display()
+                );
                 Vec::new()
             }),
             Err(_) => Vec::new(),
         };
         for record in records {
             if record.process.is_some_and(process_backend::alive) {
-                tracing::info!("re-adopted instance {} ({} of {})", record.id, record.datalab, record.user);
+                tracing::info!(
+                    "re-adopted instance {} ({} of {})",
+                    record.id,
+                    record.datalab,
+                    record.user
+                );
                 self.lock().insert(
                     record.id.clone(),
                     Live {
@@ -201,7 +226,11 @@ impl Launcher {
                     },
                 );
             } else {
-                tracing::info!("instance {} of {} ended while the launcher was away: cleaned up", record.id, record.user);
+                tracing::info!(
+                    "instance {} of {} ended while the launcher was away: cleaned up",
+                    record.id,
+                    record.user
+                );
                 self.backend.stop(None, &record.id, STOP_GRACE).await;
             }
         }
@@ -210,7 +239,12 @@ impl Launcher {
 
     /// Writes the instances (under a temporary name, then renamed: never half a file).
     fn persist(&self) {
-        let records: Vec<Record> = self.lock().values().filter(|l| l.state != State::Failed).map(|l| l.record.clone()).collect();
+        let records: Vec<Record> = self
+            .lock()
+            .values()
+            .filter(|l| l.state != State::Failed)
+            .map(|l| l.record.clone())
+            .collect();
         let file = self.config.state_dir.join("instances.json");
         let tmp = file.with_extension("json.tmp");
         let result = serde_json::to_vec_pretty(&records)
@@ -241,7 +275,11 @@ impl Launcher {
 
     /// The user's instances.
     pub fn instances_of(&self, user: &str) -> Vec<View> {
-        self.lock().values().filter(|l| l.record.user == user).map(Self::view).collect()
+        self.lock()
+            .values()
+            .filter(|l| l.record.user == user)
+            .map(Self::view)
+            .collect()
     }
 
     /// One of the user's instances; another user's is "not found", as if it did not exist.
@@ -258,8 +296,13 @@ impl Launcher {
     pub async fn launch(self: &Arc<Self>, user: &User, name: &str) -> Result<View, Error> {
         let (manifests, problems) = self.datalabs();
         let Some(m) = manifests.into_iter().find(|m| m.name == name) else {
-            if let Some(p) = problems.iter().find(|p| p.file.file_stem().is_some_and(|s| s == name)) {
-                return Err(Error::NotFound(format!("datalab {name} is unavailable: {p}")));
+            if let Some(p) = problems
+                .iter()
+                .find(|p| p.file.file_stem().is_some_and(|s| s == name))
+            {
+                return Err(Error::NotFound(format!(
+                    "datalab {name} is unavailable: {p}"
+                )));
             }
             return Err(Error::NotFound(format!("no datalab named {name}")));
         };
@@ -315,9 +358,13 @@ impl Launcher {
                 quotas.workspace_gb
             )));
         }
-        let id = users::new_secret().map_err(|e| Error::Start(format!("no random source: {e}")))?[..12].to_string();
-        let token = users::new_secret().map_err(|e| Error::Start(format!("no random source: {e}")))?;
-        let port = process_backend::free_port().map_err(|e| Error::Start(format!("no free port: {e}")))?;
+        let id = users::new_secret().map_err(|e| Error::Start(format!("no random source: {e}")))?
+            [..12]
+            .to_string();
+        let token =
+            users::new_secret().map_err(|e| Error::Start(format!("no random source: {e}")))?;
+        let port =
+            process_backend::free_port().map_err(|e| Error::Start(format!("no free port: {e}")))?;
         let record = Record {
             id: id.clone(),
             user: user.name.clone(),
@@ -326,6 +373,7 @@ impl Launcher {
             port,
             token: token.clone(),
             authorization: None,
+            strip_prefix: m.proxy.strip_prefix,
             health: m.health.clone(),
             process: None,
             created_unix: now_unix(),
@@ -349,7 +397,10 @@ impl Launcher {
         // Counted from here on, so two launches at once cannot both pass the quota.
         {
             let mut instances = self.lock();
-            let active = instances.values().filter(|l| l.record.user == user.name && l.state != State::Failed).count();
+            let active = instances
+                .values()
+                .filter(|l| l.record.user == user.name && l.state != State::Failed)
+                .count();
             if active >= quotas.instances {
                 return Err(Error::Quota(format!(
                     "{} already runs {active} of {} datalabs at a time; stop one first",
@@ -373,7 +424,12 @@ impl Launcher {
                     l.record.process = Some(process);
                 }
                 self.persist();
-                tracing::info!("launched {} for {} as instance {id} (pid {}, port {port})", m.name, user.name, process.pid);
+                tracing::info!(
+                    "launched {} for {} as instance {id} (pid {}, port {port})",
+                    m.name,
+                    user.name,
+                    process.pid
+                );
                 tokio::spawn(reap(Arc::downgrade(self), id.clone(), child));
                 self.instance(&user.name, &id)
             }
@@ -386,7 +442,13 @@ impl Launcher {
     }
 
     /// The command, environment and sandbox of one instance.
-    fn launch_spec(&self, m: &Manifest, user: &User, own: &std::path::Path, fill: &Placeholders) -> Result<Launch, Error> {
+    fn launch_spec(
+        &self,
+        m: &Manifest,
+        user: &User,
+        own: &std::path::Path,
+        fill: &Placeholders,
+    ) -> Result<Launch, Error> {
         let volumes = m.mounted_volumes(&self.config.volumes);
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         for key in ["PATH", "LANG", "TZ"] {
@@ -399,25 +461,43 @@ impl Launcher {
         env.insert("INSITU_INSTANCE".into(), fill.instance.to_string());
         env.insert("INSITU_BASE_URL".into(), fill.base_url.to_string());
         for (name, path) in &volumes {
-            env.insert(format!("INSITU_VOLUME_{}", name.to_ascii_uppercase().replace('-', "_")), path.to_string_lossy().into_owned());
+            env.insert(
+                format!(
+                    "INSITU_VOLUME_{}",
+                    name.to_ascii_uppercase().replace('-', "_")
+                ),
+                path.to_string_lossy().into_owned(),
+            );
         }
         for (k, v) in &m.env {
             env.insert(k.clone(), fill.fill(v));
         }
         let root = &self.config.workspaces;
         let mut visible = vec![own.to_path_buf()];
-        visible.extend(user.teams.iter().map(|t| self.workspaces.dir(Kind::Team, t)));
-        let mut hidden = vec![root.join(Kind::User.folder()), root.join(Kind::Team.folder())];
+        visible.extend(
+            user.teams
+                .iter()
+                .map(|t| self.workspaces.dir(Kind::Team, t)),
+        );
+        let mut hidden = vec![
+            root.join(Kind::User.folder()),
+            root.join(Kind::Team.folder()),
+        ];
         hidden.extend(
             self.config
                 .hidden
                 .iter()
-                .filter(|h| h.is_dir() && !inside(root, h) && !volumes.iter().any(|(_, v)| inside(v, h)))
+                .filter(|h| {
+                    h.is_dir() && !inside(root, h) && !volumes.iter().any(|(_, v)| inside(v, h))
+                })
                 .cloned(),
         );
         let uid_gid = user.uid.map(|uid| (uid, user.gid.unwrap_or(uid)));
         if uid_gid.is_some() && !rustix::process::geteuid().is_root() {
-            return Err(Error::Start(format!("{} has a uid set, but the launcher is not root", user.name)));
+            return Err(Error::Start(format!(
+                "{} has a uid set, but the launcher is not root",
+                user.name
+            )));
         }
         Ok(Launch {
             program: fill.fill(&m.command),
@@ -470,7 +550,9 @@ impl Launcher {
             .ok_or_else(|| Error::NotFound(format!("no instance {id}")))?;
         match live.state {
             State::Running | State::Starting => {}
-            State::Stopping => return Err(Error::Unavailable(format!("instance {id} is stopping"))),
+            State::Stopping => {
+                return Err(Error::Unavailable(format!("instance {id} is stopping")))
+            }
             State::Failed => {
                 return Err(Error::Unavailable(format!(
                     "instance {id} failed: {}",
@@ -482,6 +564,10 @@ impl Launcher {
         Ok(Upstream {
             port: live.record.port,
             authorization: live.record.authorization.clone(),
+            strip: live
+                .record
+                .strip_prefix
+                .then(|| live.record.base_url().trim_end_matches('/').to_string()),
         })
     }
 
@@ -489,7 +575,11 @@ impl Launcher {
     /// not idle.
     pub fn websocket(&self, id: &str, open: bool) {
         if let Some(l) = self.lock().get_mut(id) {
-            l.websockets = if open { l.websockets + 1 } else { l.websockets.saturating_sub(1) };
+            l.websockets = if open {
+                l.websockets + 1
+            } else {
+                l.websockets.saturating_sub(1)
+            };
             l.last_activity = Instant::now();
         }
     }
@@ -520,11 +610,21 @@ impl Launcher {
         {
             let mut instances = self.lock();
             for live in instances.values_mut() {
-                let gone = live.record.process.is_some_and(|p| !process_backend::alive(p));
+                let gone = live
+                    .record
+                    .process
+                    .is_some_and(|p| !process_backend::alive(p));
                 if gone && matches!(live.state, State::Starting | State::Running) {
                     live.state = State::Failed;
                     let tail = log_tail(&self.log_file(&live.record.id));
-                    live.message = Some(format!("the datalab exited{}", if tail.is_empty() { String::new() } else { format!(": {tail}") }));
+                    live.message = Some(format!(
+                        "the datalab exited{}",
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {tail}")
+                        }
+                    ));
                     tracing::warn!("instance {} of {} exited", live.record.id, live.record.user);
                     changed = true;
                 }
@@ -532,7 +632,10 @@ impl Launcher {
                     health.push(live.record.clone());
                 }
                 if let Some(idle) = self.config.idle {
-                    if live.state == State::Running && live.websockets == 0 && live.last_activity.elapsed() >= idle {
+                    if live.state == State::Running
+                        && live.websockets == 0
+                        && live.last_activity.elapsed() >= idle
+                    {
                         cull.push((live.record.user.clone(), live.record.id.clone()));
                     }
                 }
@@ -542,7 +645,7 @@ impl Launcher {
             self.persist();
         }
         for record in health {
-            let path = format!("{}{}", record.base_url(), record.health);
+            let path = record.upstream_path(&record.health);
             if crate::proxy::healthy(record.port, &path, record.authorization.as_deref()).await {
                 if let Some(l) = self.lock().get_mut(&record.id) {
                     if l.state == State::Starting {
@@ -559,11 +662,20 @@ impl Launcher {
                     .find(|m| m.name == record.datalab)
                     .map_or(60, |m| m.start_seconds);
                 if now_unix().saturating_sub(record.created_unix) > limit {
-                    tracing::warn!("instance {} of {} did not answer in {limit} s: stopped", record.id, record.user);
-                    self.backend.stop(record.process, &record.id, STOP_GRACE).await;
+                    tracing::warn!(
+                        "instance {} of {} did not answer in {limit} s: stopped",
+                        record.id,
+                        record.user
+                    );
+                    self.backend
+                        .stop(record.process, &record.id, STOP_GRACE)
+                        .await;
                     if let Some(l) = self.lock().get_mut(&record.id) {
                         l.state = State::Failed;
-                        l.message = Some(format!("{} did not answer at {path} within {limit} s", record.datalab));
+                        l.message = Some(format!(
+                            "{} did not answer at {path} within {limit} s",
+                            record.datalab
+                        ));
                     }
                     self.persist();
                 }
@@ -599,7 +711,14 @@ fn inside(path: &std::path::Path, folder: &std::path::Path) -> bool {
 fn log_tail(file: &std::path::Path) -> String {
     let text = std::fs::read(file).unwrap_or_default();
     let text = String::from_utf8_lossy(&text[text.len().saturating_sub(600)..]).into_owned();
-    text.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
+    text.lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// Waits for a child the launcher started, so it leaves no zombie.

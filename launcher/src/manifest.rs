@@ -16,6 +16,7 @@
 //! memory = "4GiB"
 //! [proxy]
 //! authorization = "token {token}"   # Authorization header the proxy sends to the instance
+//! strip_prefix = false              # true: the instance sees /x for /user/NAME/ID/x
 //! [kubernetes]
 //! image = "quay.io/jupyter/scipy-notebook:2026-11-30"
 //! port = 8888
@@ -86,6 +87,8 @@ pub struct ProxySettings {
     /// The `Authorization` header the proxy sends upstream (placeholders allowed), replacing
     /// the user's own insitu token, which never reaches a datalab.
     pub authorization: Option<String>,
+    /// Forward `/user/NAME/ID/x` as `/x`, for datalabs that cannot be given a base URL.
+    pub strip_prefix: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,7 +127,13 @@ impl std::fmt::Display for ManifestProblem {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
         }
     }
 }
@@ -171,7 +180,8 @@ pub fn load_file(file: &Path, volumes: &[String]) -> Result<Manifest, ManifestPr
         field: field.to_string(),
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| problem("", format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| problem("", format!("cannot read: {e}")))?;
     let mut manifest = parse(&text).map_err(|(field, message)| problem(&field, message))?;
     if manifest.name.is_empty() {
         manifest.name = file
@@ -201,9 +211,12 @@ fn parse(text: &str) -> Result<Manifest, (String, String)> {
 const PLACEHOLDERS: [&str; 6] = ["port", "base_url", "workspace", "token", "user", "instance"];
 
 fn check(m: &Manifest, volumes: &[String]) -> Result<(), (&'static str, String)> {
-    let valid_name = m.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && m
-            .name
+    let valid_name = m
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && m.name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && m.name.len() <= 40;
@@ -246,7 +259,10 @@ fn check(m: &Manifest, volumes: &[String]) -> Result<(), (&'static str, String)>
     }
     parse_bytes(&m.resources.memory).map_err(|e| ("resources.memory", e))?;
     if m.health.starts_with('/') || m.health.contains("..") {
-        return Err(("health", "a path relative to {base_url}, e.g. \"api/status\"".into()));
+        return Err((
+            "health",
+            "a path relative to {base_url}, e.g. \"api/status\"".into(),
+        ));
     }
     if m.start_seconds == 0 {
         return Err(("start_seconds", "must be > 0".into()));
@@ -318,7 +334,10 @@ impl Manifest {
     }
 
     /// The volumes this datalab mounts, among the server's.
-    pub fn mounted_volumes<'v>(&self, volumes: &'v [(String, PathBuf)]) -> Vec<&'v (String, PathBuf)> {
+    pub fn mounted_volumes<'v>(
+        &self,
+        volumes: &'v [(String, PathBuf)],
+    ) -> Vec<&'v (String, PathBuf)> {
         volumes
             .iter()
             .filter(|(name, _)| self.volumes.iter().any(|v| v == "*" || v == name))
@@ -394,11 +413,20 @@ mod tests {
         assert_eq!(ok[0].memory_bytes(), 4 << 30);
         let by_file: BTreeMap<String, &ManifestProblem> = problems
             .iter()
-            .map(|p| (p.file.file_name().unwrap().to_string_lossy().into_owned(), p))
+            .map(|p| {
+                (
+                    p.file.file_name().unwrap().to_string_lossy().into_owned(),
+                    p,
+                )
+            })
             .collect();
         assert_eq!(by_file.len(), 8, "{problems:#?}");
         assert_eq!(by_file["typo.toml"].field, "resources.cpus");
-        assert!(by_file["typo.toml"].message.contains("line 7"), "{}", by_file["typo.toml"]);
+        assert!(
+            by_file["typo.toml"].message.contains("line 7"),
+            "{}",
+            by_file["typo.toml"]
+        );
         assert!(by_file["unknown.toml"].message.contains("colour"));
         assert!(by_file["nocommand.toml"].message.contains("command"));
         assert_eq!(by_file["novolume.toml"].field, "volumes");
@@ -406,7 +434,9 @@ mod tests {
         assert!(by_file["noport.toml"].message.contains("{port}"));
         assert!(by_file["placeholder.toml"].message.contains("{baseurl}"));
         assert_eq!(by_file["memory.toml"].field, "resources.memory");
-        assert!(by_file["broken.toml"].to_string().starts_with(&dir.path().display().to_string()));
+        assert!(by_file["broken.toml"]
+            .to_string()
+            .starts_with(&dir.path().display().to_string()));
     }
 
     #[test]
@@ -434,6 +464,9 @@ mod tests {
             user: "a",
             instance: "x1",
         };
-        assert_eq!(p.fill("--port={port} {base_url}{workspace}"), "--port=8888 /user/a/x1//ws/a");
+        assert_eq!(
+            p.fill("--port={port} {base_url}{workspace}"),
+            "--port=8888 /user/a/x1//ws/a"
+        );
     }
 }

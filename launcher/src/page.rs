@@ -80,7 +80,11 @@ pub async fn page(State(l): State<Arc<Launcher>>, headers: HeaderMap) -> Respons
     );
     body.push_str("<h2>Datalabs</h2><div class=cards>");
     for m in &manifests {
-        let volumes: Vec<&str> = m.mounted_volumes(&l.config.volumes).iter().map(|(n, _)| n.as_str()).collect();
+        let volumes: Vec<&str> = m
+            .mounted_volumes(&l.config.volumes)
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         let _ = write!(
             body,
             "<div class=card id='datalab-{name}'><h3>{title}</h3><p>{desc}</p>\
@@ -91,27 +95,49 @@ pub async fn page(State(l): State<Arc<Launcher>>, headers: HeaderMap) -> Respons
             desc = esc(&m.description),
             cpus = m.resources.cpus,
             mem = gib(m.memory_bytes()),
-            vols = if volumes.is_empty() { "none".to_string() } else { esc(&volumes.join(", ")) },
+            vols = if volumes.is_empty() {
+                "none".to_string()
+            } else {
+                esc(&volumes.join(", "))
+            },
         );
     }
     body.push_str("</div>");
     for p in &problems {
-        let file = p.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = write!(body, "<p class=problem>unavailable: {} {}: {}</p>", esc(&file), esc(&p.field), esc(&p.message));
+        let file = p
+            .file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<p class=problem>unavailable: {} {}: {}</p>",
+            esc(&file),
+            esc(&p.field),
+            esc(&p.message)
+        );
     }
     let instances = l.instances_of(&user.name);
     let _ = write!(
         body,
         "<h2>Your instances ({} of {})</h2>",
-        instances.iter().filter(|i| i.state != InstanceState::Failed).count(),
+        instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Failed)
+            .count(),
         l.config.quotas.instances
     );
     if instances.is_empty() {
         body.push_str("<p class=muted>None running: launch a datalab above.</p>");
     } else {
-        body.push_str("<table><tr><th>instance</th><th>datalab</th><th>state</th><th>idle</th><th></th></tr>");
+        body.push_str(
+            "<table><tr><th>instance</th><th>datalab</th><th>state</th><th>idle</th><th></th></tr>",
+        );
         for i in &instances {
-            let state = serde_json::to_value(i.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let state = serde_json::to_value(i.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             let _ = write!(
                 body,
                 "<tr id='instance-{id}'><td><a href='{url}'>{id}</a></td><td>{title}</td>\
@@ -128,12 +154,21 @@ pub async fn page(State(l): State<Arc<Launcher>>, headers: HeaderMap) -> Respons
     }
     body.push_str("<h2>Volumes (read-only)</h2><table><tr><th>volume</th><th>path</th></tr>");
     for (name, path) in &l.config.volumes {
-        let _ = write!(body, "<tr><td>{}</td><td>{}</td></tr>", esc(name), esc(&path.to_string_lossy()));
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            esc(&path.to_string_lossy())
+        );
     }
-    body.push_str("</table><h2>Workspaces</h2><table><tr><th>workspace</th><th>used</th><th>quota</th></tr>");
+    body.push_str(
+        "</table><h2>Workspaces</h2><table><tr><th>workspace</th><th>used</th><th>quota</th></tr>",
+    );
     let l2 = l.clone();
     let user2 = user.clone();
-    let spaces = tokio::task::spawn_blocking(move || l2.workspaces_of(&user2)).await.unwrap_or_default();
+    let spaces = tokio::task::spawn_blocking(move || l2.workspaces_of(&user2))
+        .await
+        .unwrap_or_default();
     for w in &spaces {
         let _ = write!(
             body,
@@ -144,7 +179,11 @@ pub async fn page(State(l): State<Arc<Launcher>>, headers: HeaderMap) -> Respons
             w.quota_bytes.map_or("shared".to_string(), gb)
         );
     }
-    let _ = write!(body, "</table><p class=muted>{}</p></main>", esc(&l.isolation));
+    let _ = write!(
+        body,
+        "</table><p class=muted>{}</p></main>",
+        esc(&l.isolation)
+    );
     (
         [(header::CACHE_CONTROL, "no-store")],
         Html(format!(
@@ -159,6 +198,9 @@ pub async fn page(State(l): State<Arc<Launcher>>, headers: HeaderMap) -> Respons
 mod tests {
     #[test]
     fn text_is_escaped() {
-        assert_eq!(super::esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            super::esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

@@ -47,7 +47,10 @@ impl Cgroups {
             .map_err(|_| format!("no cgroups v2 at {}", parent.display()))?;
         let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
         if !(has("cpu") && has("memory")) {
-            return Err(format!("no cpu and memory controllers at {}", parent.display()));
+            return Err(format!(
+                "no cpu and memory controllers at {}",
+                parent.display()
+            ));
         }
         let enable = |dir: &Path| {
             std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory")
@@ -64,15 +67,25 @@ impl Cgroups {
     }
 
     /// The instance's cgroup with its limits, and its `cgroup.procs` open for the child.
-    fn create(&self, instance: &str, cpus: f64, memory: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+    fn create(
+        &self,
+        instance: &str,
+        cpus: f64,
+        memory: u64,
+    ) -> std::io::Result<std::os::fd::OwnedFd> {
         let dir = self.dir(instance);
         std::fs::create_dir_all(&dir)?;
         let period = 100_000u64;
-        std::fs::write(dir.join("cpu.max"), format!("{} {period}", (cpus * period as f64).ceil() as u64))?;
+        std::fs::write(
+            dir.join("cpu.max"),
+            format!("{} {period}", (cpus * period as f64).ceil() as u64),
+        )?;
         std::fs::write(dir.join("memory.max"), memory.to_string())?;
         // Without swap a datalab over its memory is stopped rather than slowed to a crawl.
         let _ = std::fs::write(dir.join("memory.swap.max"), "0");
-        let file = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))?;
         Ok(file.into())
     }
 
@@ -102,9 +115,13 @@ pub struct ProcessBackend {
 impl ProcessBackend {
     /// Starts the command in its sandbox; stdout and stderr go to the log file.
     pub fn start(&self, mut launch: Launch) -> std::io::Result<(ProcessId, tokio::process::Child)> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&launch.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.log)?;
         if let Some(cg) = &self.cgroups {
-            launch.plan.cgroup_procs = Some(cg.create(&launch.instance, launch.cpus, launch.memory)?);
+            launch.plan.cgroup_procs =
+                Some(cg.create(&launch.instance, launch.cpus, launch.memory)?);
         } else {
             launch.plan.memory_limit = Some(launch.memory);
             launch.plan.cpus = Some(pinned_cpus(launch.cpus));
@@ -120,7 +137,9 @@ impl ProcessBackend {
             .kill_on_drop(false);
         Sandbox::new(launch.plan)?.apply(&mut command);
         let child = command.spawn()?;
-        let pid = child.id().ok_or_else(|| std::io::Error::other("the datalab exited at once"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the datalab exited at once"))?;
         let start = process_start(pid).unwrap_or(0);
         Ok((ProcessId { pid, start }, child))
     }
@@ -153,7 +172,11 @@ impl ProcessBackend {
 /// `cpus` cores (rounded up) out of those this process may use, for affinity.
 fn pinned_cpus(cpus: f64) -> Vec<usize> {
     let mine: Vec<usize> = rustix::thread::sched_getaffinity(None)
-        .map(|set| (0..rustix::thread::CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect())
+        .map(|set| {
+            (0..rustix::thread::CpuSet::MAX_CPU)
+                .filter(|&c| set.is_set(c))
+                .collect()
+        })
         .unwrap_or_default();
     let n = (cpus.ceil() as usize).clamp(1, mine.len().max(1));
     if mine.is_empty() {
@@ -210,7 +233,12 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     found.remove(0);
@@ -227,7 +255,9 @@ fn kill_session(session: u32) {
 
 /// A free TCP port on the loopback interface for the next instance.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 #[cfg(test)]
@@ -240,8 +270,14 @@ mod tests {
         let pid = std::process::id();
         let start = process_start(pid).unwrap();
         assert!(alive(ProcessId { pid, start }));
-        assert!(!alive(ProcessId { pid, start: start + 1 }));
-        assert!(!alive(ProcessId { pid: u32::MAX - 1, start }));
+        assert!(!alive(ProcessId {
+            pid,
+            start: start + 1
+        }));
+        assert!(!alive(ProcessId {
+            pid: u32::MAX - 1,
+            start
+        }));
         assert!(!pinned_cpus(1.0).is_empty());
         assert_eq!(pinned_cpus(0.5).len(), 1);
     }

@@ -42,14 +42,23 @@ fn cookies_without_ours(headers: &HeaderMap) -> Option<HeaderValue> {
         .map(str::trim)
         .filter(|c| !c.is_empty() && !c.starts_with(&format!("{COOKIE}=")))
         .collect();
-    (!kept.is_empty()).then(|| HeaderValue::from_str(&kept.join("; ")).ok()).flatten()
+    (!kept.is_empty())
+        .then(|| HeaderValue::from_str(&kept.join("; ")).ok())
+        .flatten()
 }
 
 /// Forwards one request to the instance; a WebSocket upgrade is joined end to end.
-pub async fn forward(launcher: std::sync::Arc<Launcher>, id: String, upstream: Upstream, request: Request<Body>) -> Result<Response<Body>, Error> {
+pub async fn forward(
+    launcher: std::sync::Arc<Launcher>,
+    id: String,
+    upstream: Upstream,
+    request: Request<Body>,
+) -> Result<Response<Body>, Error> {
     let (mut parts, body) = request.into_parts();
     let websocket = is_websocket(&parts.headers);
-    let client_upgrade = websocket.then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>()).flatten();
+    let client_upgrade = websocket
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
     let headers = &mut parts.headers;
     let cookies = cookies_without_ours(headers);
     for h in HOP_BY_HOP {
@@ -60,7 +69,11 @@ pub async fn forward(launcher: std::sync::Arc<Launcher>, id: String, upstream: U
     if let Some(c) = cookies {
         headers.insert(header::COOKIE, c);
     }
-    if let Some(auth) = upstream.authorization.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+    if let Some(auth) = upstream
+        .authorization
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
         headers.insert(header::AUTHORIZATION, auth);
     }
     if websocket {
@@ -71,21 +84,36 @@ pub async fn forward(launcher: std::sync::Arc<Launcher>, id: String, upstream: U
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
     // The Host header is kept: JupyterLab checks a WebSocket's Origin against it.
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = match &upstream.strip {
+        Some(prefix) => match target.strip_prefix(prefix.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => "/",
+        },
+        None => target,
+    };
+    parts.uri = target
         .parse()
         .map_err(|_| Error::BadRequest("bad request target".into()))?;
 
-    let not_answering = |e: String| Error::Unavailable(format!("instance {id} is not answering (still starting?): {e}"));
+    let not_answering = |e: String| {
+        Error::Unavailable(format!(
+            "instance {id} is not answering (still starting?): {e}"
+        ))
+    };
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", upstream.port)).await.map_err(|e| not_answering(e.to_string()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", upstream.port))
             .await
             .map_err(|e| not_answering(e.to_string()))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
+                .await
+                .map_err(|e| not_answering(e.to_string()))?;
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!("proxy connection: {e}");
@@ -102,7 +130,9 @@ pub async fn forward(launcher: std::sync::Arc<Launcher>, id: String, upstream: U
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(Error::Unavailable("the instance switched protocols unasked".into()));
+            return Err(Error::Unavailable(
+                "the instance switched protocols unasked".into(),
+            ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         launcher.websocket(&id, true);
@@ -129,17 +159,29 @@ pub async fn forward(launcher: std::sync::Arc<Launcher>, id: String, upstream: U
 /// Whether the instance answers `path` with 2xx or 3xx within a second.
 pub async fn healthy(port: u16, path: &str, authorization: Option<&str>) -> bool {
     let check = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream)).await.ok()?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
+                .await
+                .ok()?;
         tokio::spawn(connection);
         let mut request = Request::get(path).header(header::HOST, format!("127.0.0.1:{port}"));
         if let Some(a) = authorization {
             request = request.header(header::AUTHORIZATION, a);
         }
-        let response = sender.send_request(request.body(Body::empty()).ok()?).await.ok()?;
+        let response = sender
+            .send_request(request.body(Body::empty()).ok()?)
+            .await
+            .ok()?;
         Some(response.status().is_success() || response.status().is_redirection())
     };
-    tokio::time::timeout(Duration::from_secs(1), check).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout(Duration::from_secs(1), check)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -150,11 +192,17 @@ mod tests {
     #[test]
     fn our_cookie_never_reaches_the_instance() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("_xsrf=abc; insitu_token=secret"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("_xsrf=abc; insitu_token=secret"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("other=1"));
         assert_eq!(cookies_without_ours(&h).unwrap(), "_xsrf=abc; other=1");
         let mut only = HeaderMap::new();
-        only.insert(header::COOKIE, HeaderValue::from_static("insitu_token=secret"));
+        only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("insitu_token=secret"),
+        );
         assert!(cookies_without_ours(&only).is_none());
     }
 }

@@ -78,8 +78,14 @@ impl Sandbox {
                 (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
                 (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
                 (rustix::fs::StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
-                (rustix::fs::StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
-                (rustix::fs::StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
+                (
+                    rustix::fs::StatVfsMountFlags::NODIRATIME,
+                    MountFlags::NODIRATIME,
+                ),
+                (
+                    rustix::fs::StatVfsMountFlags::RELATIME,
+                    MountFlags::RELATIME,
+                ),
             ] {
                 if stat.f_flag.contains(st) {
                     keep |= ms;
@@ -91,11 +97,15 @@ impl Sandbox {
             });
         }
         if plan.visible.len() > MAX_VISIBLE {
-            return Err(std::io::Error::other(format!("more than {MAX_VISIBLE} workspaces to show")));
+            return Err(std::io::Error::other(format!(
+                "more than {MAX_VISIBLE} workspaces to show"
+            )));
         }
         let mut visible = Vec::new();
         for p in &plan.visible {
-            let within_hidden = p.parent().is_some_and(|parent| plan.hidden.iter().any(|h| h == parent));
+            let within_hidden = p
+                .parent()
+                .is_some_and(|parent| plan.hidden.iter().any(|h| h == parent));
             if !within_hidden {
                 return Err(std::io::Error::other(format!(
                     "{}: only a folder directly inside a hidden one can be bound back",
@@ -111,10 +121,17 @@ impl Sandbox {
             }
             set
         });
-        let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
         Ok(Sandbox {
             read_only,
-            hidden: plan.hidden.iter().map(|p| c_path(p)).collect::<Result<_, _>>()?,
+            hidden: plan
+                .hidden
+                .iter()
+                .map(|p| c_path(p))
+                .collect::<Result<_, _>>()?,
             visible,
             memory_limit: plan.memory_limit,
             cpus,
@@ -137,13 +154,23 @@ impl Sandbox {
         self.enter_mount_namespace()?;
         step(
             "make mounts private",
-            rustix::mount::mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE),
+            rustix::mount::mount_change(
+                c"/",
+                MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+            ),
         )?;
         for ro in &self.read_only {
-            step("bind a volume", rustix::mount::mount_bind_recursive(ro.path.as_c_str(), ro.path.as_c_str()))?;
+            step(
+                "bind a volume",
+                rustix::mount::mount_bind_recursive(ro.path.as_c_str(), ro.path.as_c_str()),
+            )?;
             step(
                 "make a volume read-only",
-                rustix::mount::mount_remount(ro.path.as_c_str(), MountFlags::BIND | MountFlags::RDONLY | ro.keep, c""),
+                rustix::mount::mount_remount(
+                    ro.path.as_c_str(),
+                    MountFlags::BIND | MountFlags::RDONLY | ro.keep,
+                    c"",
+                ),
             )?;
         }
         // Handles on the workspaces to show, taken in this namespace (a mount seen through a
@@ -159,7 +186,13 @@ impl Sandbox {
         for dir in &self.hidden {
             step(
                 "hide a folder",
-                rustix::mount::mount(c"insitu", dir.as_c_str(), c"tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=0755,size=64k"),
+                rustix::mount::mount(
+                    c"insitu",
+                    dir.as_c_str(),
+                    c"tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV,
+                    c"mode=0755,size=64k",
+                ),
             )?;
         }
         for (handle, target) in handles.iter().zip(&self.visible) {
@@ -170,14 +203,20 @@ impl Sandbox {
             }
             let mut name = [0u8; 40];
             let source = proc_fd_path(fd.as_raw_fd(), &mut name);
-            step("bind a workspace", rustix::mount::mount_bind(source, target.as_c_str()))?;
+            step(
+                "bind a workspace",
+                rustix::mount::mount_bind(source, target.as_c_str()),
+            )?;
         }
         if let Some(bytes) = self.memory_limit {
             let limit = Rlimit {
                 current: Some(bytes),
                 maximum: Some(bytes),
             };
-            step("limit memory", rustix::process::setrlimit(Resource::As, limit))?;
+            step(
+                "limit memory",
+                rustix::process::setrlimit(Resource::As, limit),
+            )?;
         }
         if let Some(set) = &self.cpus {
             step("pin CPUs", rustix::thread::sched_setaffinity(None, set))?;
@@ -185,12 +224,24 @@ impl Sandbox {
         step("set no_new_privs", rustix::thread::set_no_new_privs(true))?;
         if let Some((uid, gid)) = self.uid_gid {
             // The child has one thread, so the thread's ids are the process's.
-            let (uid, gid) = (rustix::process::Uid::from_raw(uid), rustix::process::Gid::from_raw(gid));
+            let (uid, gid) = (
+                rustix::process::Uid::from_raw(uid),
+                rustix::process::Gid::from_raw(gid),
+            );
             step("drop groups", rustix::thread::set_thread_groups(&[]))?;
-            step("set the gid", rustix::thread::set_thread_res_gid(gid, gid, gid))?;
-            step("set the uid", rustix::thread::set_thread_res_uid(uid, uid, uid))?;
+            step(
+                "set the gid",
+                rustix::thread::set_thread_res_gid(gid, gid, gid),
+            )?;
+            step(
+                "set the uid",
+                rustix::thread::set_thread_res_uid(uid, uid, uid),
+            )?;
         }
-        step("enter the workspace", rustix::process::chdir(self.workdir.as_c_str()))?;
+        step(
+            "enter the workspace",
+            rustix::process::chdir(self.workdir.as_c_str()),
+        )?;
         Ok(())
     }
 
@@ -204,11 +255,18 @@ impl Sandbox {
             Err(e) => return step("make a mount namespace", Err(e)),
         }
         // SAFETY: as above.
-        let user_ns = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) };
+        let user_ns =
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) };
         step("make a mount namespace", user_ns)?;
         step("map ids", write_file(c"/proc/self/setgroups", b"deny"))?;
-        step("map ids", write_file(c"/proc/self/uid_map", self.uid_map.as_bytes()))?;
-        step("map ids", write_file(c"/proc/self/gid_map", self.gid_map.as_bytes()))?;
+        step(
+            "map ids",
+            write_file(c"/proc/self/uid_map", self.uid_map.as_bytes()),
+        )?;
+        step(
+            "map ids",
+            write_file(c"/proc/self/gid_map", self.gid_map.as_bytes()),
+        )?;
         Ok(())
     }
 
@@ -269,7 +327,10 @@ mod tests {
     fn proc_fd_paths() {
         let mut buffer = [0u8; 40];
         assert_eq!(super::proc_fd_path(7, &mut buffer), c"/proc/self/fd/7");
-        assert_eq!(super::proc_fd_path(1234567, &mut buffer), c"/proc/self/fd/1234567");
+        assert_eq!(
+            super::proc_fd_path(1234567, &mut buffer),
+            c"/proc/self/fd/1234567"
+        );
         assert_eq!(super::proc_fd_path(0, &mut buffer), c"/proc/self/fd/0");
     }
 }

@@ -43,7 +43,9 @@ pub struct UsersFile {
 
 /// A name for a user or a team: it becomes a folder and a URL segment.
 pub fn valid_name(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
         && name.len() <= 64
         && name
             .chars()
@@ -70,12 +72,19 @@ impl UsersFile {
             if parsed.users[..i].iter().any(|o| o.name == u.name) {
                 return Err(bad(format!("user {:?} is listed twice", u.name)));
             }
-            let hex = u.token_sha256.len() == 64 && u.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            let hex =
+                u.token_sha256.len() == 64 && u.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !hex {
-                return Err(bad(format!("user {:?}: token_sha256 must be 64 hex digits", u.name)));
+                return Err(bad(format!(
+                    "user {:?}: token_sha256 must be 64 hex digits",
+                    u.name
+                )));
             }
             if let Some(t) = u.teams.iter().find(|t| !valid_name(t)) {
-                return Err(bad(format!("user {:?}: team {t:?} is not a valid name", u.name)));
+                return Err(bad(format!(
+                    "user {:?}: team {t:?} is not a valid name",
+                    u.name
+                )));
             }
         }
         Ok(parsed)
@@ -107,9 +116,17 @@ impl UsersFile {
     }
 
     /// Adds `name` (or replaces its token and teams) and returns the new token.
-    pub fn add(&mut self, name: &str, teams: &[String], uid: Option<u32>, gid: Option<u32>) -> Result<String, String> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        teams: &[String],
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<String, String> {
         if !valid_name(name) {
-            return Err(format!("user name {name:?}: letters, digits, '-', '_' or '.'"));
+            return Err(format!(
+                "user name {name:?}: letters, digits, '-', '_' or '.'"
+            ));
         }
         if let Some(t) = teams.iter().find(|t| !valid_name(t)) {
             return Err(format!("team name {t:?}: letters, digits, '-', '_' or '.'"));
@@ -164,7 +181,9 @@ impl Users {
     /// The users as the file says now; on a file that became invalid, the last good version
     /// (and a warning), so one bad edit does not lock everybody out.
     pub fn current(&self) -> Result<std::sync::Arc<UsersFile>, Error> {
-        let modified = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok();
+        let modified = std::fs::metadata(&self.file)
+            .and_then(|m| m.modified())
+            .ok();
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if cached.0.is_some() && cached.0 == modified {
             return Ok(cached.1.clone());

@@ -93,7 +93,10 @@ impl Workspaces {
     pub fn resolve(&self, kind: Kind, name: &str, rel: &str) -> Result<PathBuf, Error> {
         let base = self.dir(kind, name);
         let rel = Path::new(rel.trim_start_matches('/'));
-        if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             return Err(Error::NotFound(format!("{}: no such file", rel.display())));
         }
         let path = base.join(rel);
@@ -156,11 +159,20 @@ mod tests {
         std::os::unix::fs::symlink(ws.dir(Kind::User, "bob"), alice.join("bob")).unwrap();
         assert!(ws.resolve(Kind::User, "alice", "notes.txt").is_ok());
         assert!(ws.resolve(Kind::User, "alice", "/notes.txt").is_ok());
-        for bad in ["../bob/secret", "bob/secret", "teams/wl/../../../bob/secret", "missing"] {
+        for bad in [
+            "../bob/secret",
+            "bob/secret",
+            "teams/wl/../../../bob/secret",
+            "missing",
+        ] {
             assert!(ws.resolve(Kind::User, "alice", bad).is_err(), "{bad}");
         }
         assert!(alice.join("teams/wl").is_dir());
-        assert!(Workspaces::allowed(&user("alice", &["wl"]), Kind::Team, "wl"));
+        assert!(Workspaces::allowed(
+            &user("alice", &["wl"]),
+            Kind::Team,
+            "wl"
+        ));
         assert!(!Workspaces::allowed(&user("bob", &[]), Kind::Team, "wl"));
         assert!(!Workspaces::allowed(&user("bob", &[]), Kind::User, "alice"));
         std::fs::write(alice.join("big"), vec![1u8; 1 << 20]).unwrap();

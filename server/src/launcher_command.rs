@@ -37,7 +37,11 @@ pub fn add_user(args: &AddUserArgs) -> anyhow::Result<()> {
         "{} in {} (teams: {}); its token, shown once:",
         args.name,
         args.users.display(),
-        if args.teams.is_empty() { "none".to_string() } else { args.teams.join(", ") }
+        if args.teams.is_empty() {
+            "none".to_string()
+        } else {
+            args.teams.join(", ")
+        }
     );
     println!("{token}");
     Ok(())
@@ -59,10 +63,17 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
         eprintln!("problem  {p}");
     }
     if !problems.is_empty() {
-        bail!("{} of {} manifest(s) have problems", problems.len(), manifests.len() + problems.len());
+        bail!(
+            "{} of {} manifest(s) have problems",
+            problems.len(),
+            manifests.len() + problems.len()
+        );
     }
     if manifests.is_empty() {
-        bail!("no datalab manifest (*.toml) in {}", args.datalabs.display());
+        bail!(
+            "no datalab manifest (*.toml) in {}",
+            args.datalabs.display()
+        );
     }
     Ok(())
 }

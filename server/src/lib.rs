@@ -13,8 +13,9 @@
 //! local files). [`soda`] cuts the volumes' images by dataset (IVOA SODA 1.0, DataLink 1.1
 //! and the Euclid archive's cutout form); [`tensors`] serves ML-ready `[N, C, H, W]` tensors of
 //! catalogue positions through `insitu-gpu`, streamed as `.npy`, safetensors or Arrow IPC
-//! ([`tensor_format`]). The datalab launcher belongs here next;
-//! the FITS work lives in `insitu-engine`, ADQL in `insitu-adql`.
+//! ([`tensor_format`]). With a `[launcher]` configuration it mounts the datalab launcher of
+//! `insitu-launcher` (its administration: [`launcher_command`]; `insitu k8s render`:
+//! [`k8s_command`]). The FITS work lives in `insitu-engine`, ADQL in `insitu-adql`.
 //!
 //! Main entry points: [`cli::Cli`] and [`cli::run`]; [`serve_command::app`] for the router.
 #![forbid(unsafe_code)]

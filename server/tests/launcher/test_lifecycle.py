@@ -159,3 +159,16 @@ def test_add_user_replaces_a_token_and_the_server_sees_it_without_restart(lab):
     bad = subprocess.run([str(insitu_bin()), "launcher", "add-user", "../eve", "--users", str(lab.root / "users.toml")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "user name" in bad.stderr
+
+
+def test_a_datalab_without_base_url_behind_strip_prefix(tmp_path):
+    bare = probe_manifest(title="Bare").replace('"{base_url}"', '"/"') + "[proxy]\nstrip_prefix = true\n"
+    lab = make_lab(tmp_path, extra_manifests={"bare.toml": bare})
+    lab.server.start()
+    try:
+        inst = lab.running("alice", "bare")
+        assert lab.probe("alice", inst, "whoami")["env"]["INSITU_BASE_URL"] == inst["url"]
+        r = requests.get(f"{lab.base}{inst['url']}nothing?x=1", headers=lab.auth("alice"), timeout=10)
+        assert r.status_code == 404 and r.json()["error"] == "nothing"
+    finally:
+        stop_all(lab)
