@@ -6,10 +6,11 @@
 //! description = "Notebooks with astropy, next to the mission volumes"
 //! command = "jupyter-lab"
 //! args = ["--no-browser", "--ip=127.0.0.1", "--port={port}", "--ServerApp.base_url={base_url}",
-//!         "--ServerApp.root_dir={workspace}", "--IdentityProvider.token={token}"]
+//!         "--ServerApp.root_dir={workspace}"]
 //! health = "api/status"             # under {base_url}; 2xx or 3xx means ready
 //! volumes = ["euclid_q1"]           # mounted read-only; ["*"] for every volume
 //! [env]
+//! JUPYTER_TOKEN = "{token}"         # by environment: any process can read a command line
 //! JUPYTER_RUNTIME_DIR = "{workspace}/.jupyter/runtime"
 //! [resources]
 //! cpus = 2

@@ -47,12 +47,13 @@ title = "JupyterLab"
 description = "Notebooks next to the data"
 command = "{JUPYTER_LAB}"
 args = ["--no-browser", "--ip=127.0.0.1", "--port={{port}}", "--ServerApp.base_url={{base_url}}",
-        "--ServerApp.root_dir={{workspace}}", "--IdentityProvider.token={{token}}", "--allow-root",
+        "--ServerApp.root_dir={{workspace}}", "--allow-root",
         "--ServerApp.open_browser=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 health = "api/status"
 start_seconds = 90
 volumes = ["*"]
 [env]
+JUPYTER_TOKEN = "{{token}}"
 JUPYTER_CONFIG_DIR = "{{workspace}}/.jupyter"
 JUPYTER_DATA_DIR = "{{workspace}}/.local/share/jupyter"
 JUPYTER_RUNTIME_DIR = "{{workspace}}/.local/share/jupyter/runtime"

@@ -26,6 +26,13 @@ def test_jupyterlab_through_the_proxy(lab):
     # Without the launcher's credentials nobody gets in: not bob, not an anonymous caller.
     assert requests.get(url + "api/status", headers=lab.auth("bob"), timeout=30).status_code == 404
     assert requests.get(url + "api/status", timeout=30).status_code == 401
+    # Another process on this machine reaching the port directly gets nowhere: the instance's
+    # secret is in its environment, not on its command line (which every process can read).
+    record = next(r for r in json.loads((lab.root / "state" / "launcher" / "instances.json").read_text())
+                  if r["id"] == inst["id"])
+    assert pids_with(inst["id"]) and not pids_with(record["token"])
+    direct = requests.get(f"http://127.0.0.1:{record['port']}{inst['url']}api/status", timeout=30)
+    assert direct.status_code == 403, direct.text
     # JupyterLab itself answers its page through the proxy (its base URL is the instance's).
     page = requests.get(url + "lab", headers=lab.auth("alice"), timeout=60)
     assert page.status_code == 200 and "JupyterLab" in page.text
