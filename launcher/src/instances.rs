@@ -33,10 +33,17 @@ pub struct Record {
     #[serde(default)]
     pub strip_prefix: bool,
     pub health: String,
+    /// Seconds it has to become healthy.
+    #[serde(default = "default_start_seconds")]
+    pub start_seconds: u64,
     pub process: Option<ProcessId>,
     pub created_unix: u64,
     pub cpus: f64,
     pub memory: u64,
+}
+
+fn default_start_seconds() -> u64 {
+    60
 }
 
 impl Record {
@@ -69,6 +76,8 @@ struct Live {
     state: State,
     message: Option<String>,
     last_activity: Instant,
+    /// Since when it is `Starting` (launched, or adopted after a restart).
+    starting_since: Instant,
     websockets: usize,
 }
 
@@ -222,6 +231,7 @@ impl Launcher {
                         state: State::Starting,
                         message: None,
                         last_activity: Instant::now(),
+                        starting_since: Instant::now(),
                         websockets: 0,
                     },
                 );
@@ -375,6 +385,7 @@ impl Launcher {
             authorization: None,
             strip_prefix: m.proxy.strip_prefix,
             health: m.health.clone(),
+            start_seconds: m.start_seconds,
             process: None,
             created_unix: now_unix(),
             cpus,
@@ -414,6 +425,7 @@ impl Launcher {
                     state: State::Starting,
                     message: None,
                     last_activity: Instant::now(),
+                    starting_since: Instant::now(),
                     websockets: 0,
                 },
             );
@@ -629,7 +641,7 @@ impl Launcher {
                     changed = true;
                 }
                 if live.state == State::Starting {
-                    health.push(live.record.clone());
+                    health.push((live.record.clone(), live.starting_since.elapsed()));
                 }
                 if let Some(idle) = self.config.idle {
                     if live.state == State::Running
@@ -644,7 +656,7 @@ impl Launcher {
         if changed {
             self.persist();
         }
-        for record in health {
+        for (record, starting_for) in health {
             let path = record.upstream_path(&record.health);
             if crate::proxy::healthy(record.port, &path, record.authorization.as_deref()).await {
                 if let Some(l) = self.lock().get_mut(&record.id) {
@@ -655,13 +667,8 @@ impl Launcher {
                     }
                 }
             } else {
-                let limit = self
-                    .datalabs()
-                    .0
-                    .iter()
-                    .find(|m| m.name == record.datalab)
-                    .map_or(60, |m| m.start_seconds);
-                if now_unix().saturating_sub(record.created_unix) > limit {
+                let limit = record.start_seconds;
+                if starting_for.as_secs() > limit {
                     tracing::warn!(
                         "instance {} of {} did not answer in {limit} s: stopped",
                         record.id,
