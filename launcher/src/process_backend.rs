@@ -266,6 +266,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cgroup_limits_are_written_as_cgroups_v2_reads_them() {
+        // A stand-in for /sys/fs/cgroup (this test machine has cgroups v1): the files the
+        // kernel would offer, as plain files.
+        let root = tempfile::tempdir().unwrap();
+        assert!(Cgroups::detect(Some(&root.path().join("insitu"))).is_err());
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset io memory pids",
+        )
+        .unwrap();
+        let err = Cgroups::detect(Some(&root.path().join("insitu"))).unwrap_err();
+        assert!(err.contains("cpu and memory"), "{err}");
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids",
+        )
+        .unwrap();
+        let cg = Cgroups::detect(Some(&root.path().join("insitu"))).unwrap();
+        let subtree =
+            std::fs::read_to_string(root.path().join("insitu/cgroup.subtree_control")).unwrap();
+        assert_eq!(subtree, "+cpu +memory");
+        std::fs::create_dir_all(root.path().join("insitu/i1")).unwrap();
+        std::fs::write(root.path().join("insitu/i1/cgroup.procs"), "").unwrap();
+        let _procs = cg.create("i1", 1.5, 3 << 30).unwrap();
+        let read =
+            |f: &str| std::fs::read_to_string(root.path().join("insitu/i1").join(f)).unwrap();
+        assert_eq!(read("cpu.max"), "150000 100000");
+        assert_eq!(read("memory.max"), (3u64 << 30).to_string());
+        assert_eq!(read("memory.swap.max"), "0");
+    }
+
+    #[test]
     fn our_own_process_is_alive_and_a_changed_start_time_is_not() {
         let pid = std::process::id();
         let start = process_start(pid).unwrap();
