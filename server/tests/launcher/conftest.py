@@ -27,12 +27,13 @@ PYTHON = Path(sys.executable)
 JUPYTER_LAB = PYTHON.parent / "jupyter-lab"
 
 
-def probe_manifest(name="probe", title="Probe", volumes=("q1",), memory="512MiB", cpus=1, start_seconds=30):
+def probe_manifest(name="probe", title="Probe", volumes=("q1",), memory="512MiB", cpus=1, start_seconds=30,
+                   python=PYTHON, script=HERE / "probe_datalab.py"):
     return f"""
 title = "{title}"
 description = "What the sandbox lets a datalab do"
-command = "{PYTHON}"
-args = ["{HERE / 'probe_datalab.py'}", "{{port}}", "{{base_url}}"]
+command = "{python}"
+args = ["{script}", "{{port}}", "{{base_url}}"]
 health = "health"
 start_seconds = {start_seconds}
 volumes = {json.dumps(list(volumes))}
@@ -133,12 +134,13 @@ class Lab:
         return log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
 
 
-def make_lab(root: Path, quotas="", idle_seconds=0, extra_manifests=None) -> Lab:
+def make_lab(root: Path, quotas="", idle_seconds=0, extra_manifests=None, probe_python=PYTHON,
+             probe_script=HERE / "probe_datalab.py") -> Lab:
     (root / "volumes" / "q1").mkdir(parents=True)
     (root / "volumes" / "q1" / "README").write_text("mission data: read-only\n")
     datalabs = root / "datalabs"
     datalabs.mkdir()
-    (datalabs / "probe.toml").write_text(probe_manifest())
+    (datalabs / "probe.toml").write_text(probe_manifest(python=probe_python, script=probe_script))
     (datalabs / "jupyterlab.toml").write_text(JUPYTERLAB_MANIFEST)
     for name, text in (extra_manifests or {}).items():
         (datalabs / name).write_text(text)
