@@ -259,7 +259,18 @@ impl Launcher {
         let tmp = file.with_extension("json.tmp");
         let result = serde_json::to_vec_pretty(&records)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|bytes| {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                // The instances' secrets are in it: for the launcher's user only.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?
+                    .write_all(&bytes)
+            })
             .and_then(|()| std::fs::rename(&tmp, &file));
         if let Err(e) = result {
             tracing::error!("cannot save the instances to {}: {e}", file.display());
