@@ -405,6 +405,7 @@ impl Launcher {
         let base_url = record.base_url();
         let fill = Placeholders {
             port,
+            host: "127.0.0.1",
             base_url: &base_url,
             workspace: &own,
             token: &token,

@@ -5,7 +5,7 @@
 //! title = "JupyterLab"
 //! description = "Notebooks with astropy, next to the mission volumes"
 //! command = "jupyter-lab"
-//! args = ["--no-browser", "--ip=127.0.0.1", "--port={port}", "--ServerApp.base_url={base_url}",
+//! args = ["--no-browser", "--ip={host}", "--port={port}", "--ServerApp.base_url={base_url}",
 //!         "--ServerApp.root_dir={workspace}"]
 //! health = "api/status"             # under {base_url}; 2xx or 3xx means ready
 //! volumes = ["euclid_q1"]           # mounted read-only; ["*"] for every volume
@@ -23,7 +23,8 @@
 //! port = 8888
 //! ```
 //!
-//! Placeholders in `command`, `args` and `env`: `{port}`, `{base_url}` (`/user/NAME/ID/`),
+//! Placeholders in `command`, `args` and `env`: `{port}`, `{host}` (the address to listen on),
+//! `{base_url}` (`/user/NAME/ID/`),
 //! `{workspace}`, `{token}` (a secret per instance, known to the proxy), `{user}`, `{instance}`.
 
 use std::collections::BTreeMap;
@@ -209,7 +210,15 @@ fn parse(text: &str) -> Result<Manifest, (String, String)> {
     })
 }
 
-const PLACEHOLDERS: [&str; 6] = ["port", "base_url", "workspace", "token", "user", "instance"];
+const PLACEHOLDERS: [&str; 7] = [
+    "port",
+    "host",
+    "base_url",
+    "workspace",
+    "token",
+    "user",
+    "instance",
+];
 
 fn check(m: &Manifest, volumes: &[String]) -> Result<(), (&'static str, String)> {
     let valid_name = m
@@ -309,6 +318,9 @@ fn unknown_placeholder(text: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct Placeholders<'a> {
     pub port: u16,
+    /// The address to listen on: the loopback interface for a process (only the proxy may
+    /// reach it), every interface in a Pod (the Service must).
+    pub host: &'a str,
     pub base_url: &'a str,
     pub workspace: &'a Path,
     pub token: &'a str,
@@ -320,6 +332,7 @@ impl Placeholders<'_> {
     /// `text` with every `{name}` replaced (manifests were checked: all names are known).
     pub fn fill(&self, text: &str) -> String {
         text.replace("{port}", &self.port.to_string())
+            .replace("{host}", self.host)
             .replace("{base_url}", self.base_url)
             .replace("{workspace}", &self.workspace.to_string_lossy())
             .replace("{token}", self.token)
@@ -459,6 +472,7 @@ mod tests {
         assert!(parse_bytes("-1G").is_err());
         let p = Placeholders {
             port: 8888,
+            host: "127.0.0.1",
             base_url: "/user/a/x1/",
             workspace: Path::new("/ws/a"),
             token: "t",

@@ -31,7 +31,7 @@ SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 JUPYTERLAB = """
 title = "JupyterLab"
 command = "jupyter-lab"
-args = ["--no-browser", "--ip=0.0.0.0", "--port={port}", "--ServerApp.base_url={base_url}",
+args = ["--no-browser", "--ip={host}", "--port={port}", "--ServerApp.base_url={base_url}",
         "--ServerApp.root_dir={workspace}", "--IdentityProvider.token={token}"]
 health = "api"
 volumes = ["euclid_q1"]
@@ -52,6 +52,7 @@ TOPCAT = """
 title = "TOPCAT"
 command = "topcat-web"
 args = ["--port", "{port}", "--prefix", "{base_url}"]
+health = "status"
 [kubernetes]
 image = "registry.example.org/topcat:4.10"
 port = 6080
@@ -177,19 +178,31 @@ def test_chart_objects_are_valid_kubernetes(tmp_path):
 
 def test_insitu_serves_the_charts_configuration(tmp_path):
     """serve.toml as the chart renders it, read by `insitu serve` itself (its format refuses
-    unknown keys), with the volume and table on local folders."""
+    unknown keys), launcher included, with the Pod's folders mapped onto local ones."""
     data = tmp_path / "q1"
     data.mkdir()
     table = tmp_path / "tables" / "targets.csv"
     table.parent.mkdir()
     table.write_text("id,ra,dec\n1,10.5,-3.25\n2,11.0,-3.5\n")
-    values = full_values(tmp_path, data=data, table=table)
-    # The [launcher] section is for the launcher; this checks what `insitu serve` reads today.
-    off = tmp_path / "launcher-off.yaml"
-    off.write_text("launcher:\n  enabled: false\n")
-    objects = helm_template(values, off)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("launcher:\n  settings:\n    idle_seconds: 600\n    quotas:\n      instances: 3\n")
+    objects = helm_template(full_values(tmp_path, data=data, table=table), settings)
+    maps = {m["metadata"]["name"]: m["data"] for m in by_kind(objects, "ConfigMap")}
+    text = maps["rel-insitu"]["serve.toml"]
+    assert tomllib.loads(text)["launcher"]["quotas"] == {"instances": 3}
+    # What the Deployment mounts, here: the datalabs ConfigMap, the users Secret, the claim.
+    (tmp_path / "datalabs").mkdir()
+    for name, manifest in maps["rel-insitu-datalabs"].items():
+        (tmp_path / "datalabs" / name).write_text(manifest)
+    users = tmp_path / "users.toml"
+    token = run(insitu_bin(), "launcher", "add-user", "alice", "--users", users).stdout.strip()
+    for pod_path, local in [("/etc/insitu/datalabs", tmp_path / "datalabs"),
+                            ("/etc/insitu/users/users.toml", users),
+                            ("/srv/insitu/workspaces", tmp_path / "workspaces")]:
+        assert pod_path in text
+        text = text.replace(pod_path, str(local))
     config = tmp_path / "serve.toml"
-    config.write_text(by_kind(objects, "ConfigMap")[0]["data"]["serve.toml"])
+    config.write_text(text)
     proc = subprocess.Popen(
         [str(insitu_bin()), "serve", "--config", str(config), "--listen", "127.0.0.1:0",
          "--cache-dir", str(tmp_path / "cache"), "--state-dir", str(tmp_path / "state")],
@@ -207,6 +220,9 @@ def test_insitu_serves_the_charts_configuration(tmp_path):
         assert requests.get(base + "/tap/availability", timeout=10).status_code == 200
         tables = requests.get(base + "/tap/tables", timeout=10).text
         assert "euclid.mer_catalogue" in tables
+        listing = requests.get(base + "/datalabs", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+        assert sorted(d["name"] for d in listing["datalabs"]) == ["jupyterlab", "topcat"], listing
+        assert listing["quotas"]["instances"] == 3
     finally:
         proc.kill()
         proc.wait(10)
@@ -259,8 +275,11 @@ def test_render_is_valid_kubernetes_with_read_only_data_and_quotas(datalabs):
     team = mounts["/workspace/teams/euclid-wl"]
     assert volumes[team["name"]]["persistentVolumeClaim"]["claimName"] == "team-euclid-wl"
     assert not mounts["/workspace"].get("readOnly")
-    assert container["readinessProbe"]["httpGet"] == {"path": "/user/alice/jupyterlab/api", "port": "http"}
+    # Its health is behind the proxy's Authorization header, which the kubelet cannot send.
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "http"}
     assert "--ServerApp.base_url=/user/alice/jupyterlab/" in container["args"]
+    # In a Pod it listens on every interface, for its Service.
+    assert "--ip=0.0.0.0" in container["args"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert lab["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e for e in container["env"]}
@@ -271,6 +290,8 @@ def test_render_is_valid_kubernetes_with_read_only_data_and_quotas(datalabs):
     topcat = pods["topcat"]["spec"]
     assert not any("nfs" in v for v in topcat["volumes"])
     assert topcat["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "2048Mi"}
+    assert topcat["containers"][0]["readinessProbe"]["httpGet"] == {
+        "path": "/user/alice/topcat/status", "port": "http"}
     ports = {s["metadata"]["labels"]["insitu.io/datalab"]: s["spec"]["ports"][0]["port"]
              for s in by_kind(objects, "Service")}
     assert ports == {"jupyterlab": 8888, "topcat": 6080}
@@ -351,3 +372,14 @@ def test_render_reports_manifest_problems(datalabs):
     # The manifest asks for a volume the command line does not give.
     done = render(datalabs, "--nfs-server", "nfs.example.org", "--datalab", "jupyterlab", check=False)
     assert done.returncode != 0 and "euclid_q1" in done.stderr
+
+
+def test_the_example_datalabs_render(tmp_path):
+    examples = REPO / "launcher" / "examples" / "datalabs"
+    objects = documents(render(examples, *VOLUME).stdout)
+    validate_strictly(objects)
+    pods = {p["metadata"]["labels"]["insitu.io/datalab"]: p for p in by_kind(objects, "Pod")}
+    assert set(pods) == {p.stem for p in examples.glob("*.toml")}
+    for pod in pods.values():
+        args = pod["spec"]["containers"][0]["args"]
+        assert not any("127.0.0.1" in a for a in args), args
