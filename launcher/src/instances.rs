@@ -81,6 +81,20 @@ struct Live {
     websockets: usize,
 }
 
+impl Live {
+    /// Just launched, or adopted after a restart: up once its health path answers.
+    fn starting(record: Record) -> Live {
+        Live {
+            record,
+            state: State::Starting,
+            message: None,
+            last_activity: Instant::now(),
+            starting_since: Instant::now(),
+            websockets: 0,
+        }
+    }
+}
+
 /// An instance as the API shows it to its owner.
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
@@ -224,17 +238,8 @@ impl Launcher {
                     record.datalab,
                     record.user
                 );
-                self.lock().insert(
-                    record.id.clone(),
-                    Live {
-                        record,
-                        state: State::Starting,
-                        message: None,
-                        last_activity: Instant::now(),
-                        starting_since: Instant::now(),
-                        websockets: 0,
-                    },
-                );
+                self.lock()
+                    .insert(record.id.clone(), Live::starting(record));
             } else {
                 tracing::info!(
                     "instance {} of {} ended while the launcher was away: cleaned up",
@@ -430,17 +435,7 @@ impl Launcher {
                     user.name, quotas.instances
                 )));
             }
-            instances.insert(
-                id.clone(),
-                Live {
-                    record,
-                    state: State::Starting,
-                    message: None,
-                    last_activity: Instant::now(),
-                    starting_since: Instant::now(),
-                    websockets: 0,
-                },
-            );
+            instances.insert(id.clone(), Live::starting(record));
         }
         match self.backend.start(launch) {
             Ok((process, child)) => {

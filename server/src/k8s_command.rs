@@ -10,13 +10,7 @@ use crate::cli::K8sRenderArgs;
 
 pub fn render(args: &K8sRenderArgs) -> anyhow::Result<()> {
     let mut volumes: Vec<(String, PathBuf)> = Vec::new();
-    for spec in &args.volumes {
-        let (name, path) = spec
-            .split_once('=')
-            .with_context(|| format!("--volume {spec:?}: expected NAME=PATH"))?;
-        volumes.retain(|(n, _)| n != name);
-        volumes.push((name.to_string(), PathBuf::from(path)));
-    }
+    crate::serve_config::add_volume_flags(&mut volumes, &args.volumes)?;
     let names: Vec<String> = volumes.iter().map(|(n, _)| n.clone()).collect();
     let (mut manifests, problems) = insitu_launcher::manifest::load_folder(&args.datalabs, &names);
     for p in &problems {

@@ -48,13 +48,9 @@ pub fn add_user(args: &AddUserArgs) -> anyhow::Result<()> {
 }
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let mut names = Vec::new();
-    for spec in &args.volumes {
-        let (name, _) = spec
-            .split_once('=')
-            .with_context(|| format!("--volume {spec:?}: expected NAME=PATH"))?;
-        names.push(name.to_string());
-    }
+    let mut volumes = Vec::new();
+    crate::serve_config::add_volume_flags(&mut volumes, &args.volumes)?;
+    let names: Vec<String> = volumes.into_iter().map(|(n, _)| n).collect();
     let (manifests, problems) = insitu_launcher::manifest::load_folder(&args.datalabs, &names);
     for m in &manifests {
         println!("ok       {} ({})", m.name, m.title);

@@ -130,13 +130,7 @@ impl ServeConfig {
             tables.push((name.to_string(), PathBuf::from(path)));
         }
         let mut volumes: Vec<(String, PathBuf)> = file.volumes.into_iter().collect();
-        for spec in &args.volumes {
-            let (name, path) = spec
-                .split_once('=')
-                .with_context(|| format!("--volume {spec:?}: expected NAME=PATH"))?;
-            volumes.retain(|(n, _)| n != name);
-            volumes.push((name.to_string(), PathBuf::from(path)));
-        }
+        add_volume_flags(&mut volumes, &args.volumes)?;
         for (name, path) in &volumes {
             let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && name
@@ -205,6 +199,21 @@ impl ServeConfig {
             launcher: file.launcher,
         })
     }
+}
+
+/// `--volume NAME=PATH` flags added to `volumes` (a flag replaces a volume of the same name).
+pub fn add_volume_flags(
+    volumes: &mut Vec<(String, PathBuf)>,
+    specs: &[String],
+) -> anyhow::Result<()> {
+    for spec in specs {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--volume {spec:?}: expected NAME=PATH"))?;
+        volumes.retain(|(n, _)| n != name);
+        volumes.push((name.to_string(), PathBuf::from(path)));
+    }
+    Ok(())
 }
 
 /// $INSITU_STATE_DIR, else $XDG_STATE_HOME/insitu, else ~/.local/state/insitu.
