@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -41,6 +41,61 @@ struct ReadOnly {
     /// The flags the mount already has (nosuid, nodev, noexec …): a remount must keep them,
     /// and inside a user namespace may not drop them.
     keep: MountFlags,
+    /// A mount inside a volume: already there through the volume's recursive bind, it only
+    /// needs making read-only (a remount does not reach below the mount it is given).
+    submount: bool,
+}
+
+/// The flags of the mount `path` is on, that a read-only remount of it must keep.
+fn mount_flags(path: &Path) -> std::io::Result<MountFlags> {
+    use rustix::fs::StatVfsMountFlags as St;
+    let stat = rustix::fs::statvfs(path)?;
+    let mut keep = MountFlags::empty();
+    for (st, ms) in [
+        (St::NOSUID, MountFlags::NOSUID),
+        (St::NODEV, MountFlags::NODEV),
+        (St::NOEXEC, MountFlags::NOEXEC),
+        (St::NOATIME, MountFlags::NOATIME),
+        (St::NODIRATIME, MountFlags::NODIRATIME),
+        (St::RELATIME, MountFlags::RELATIME),
+    ] {
+        if stat.f_flag.contains(st) {
+            keep |= ms;
+        }
+    }
+    Ok(keep)
+}
+
+/// Mount points strictly below `dir`, from `/proc/self/mountinfo` (its octal escapes undone).
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let unescape = |field: &str| {
+        let bytes = field.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let octal = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
+            match octal.and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok()) {
+                Some(b) => {
+                    out.push(b);
+                    i += 4;
+                }
+                None => {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(out))
+    };
+    let mut found: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(unescape))
+        .filter(|m| m != dir && m.starts_with(dir))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Workspaces bound back at most (the user's own and their teams').
@@ -71,30 +126,18 @@ impl Sandbox {
     pub fn new(plan: SandboxPlan) -> std::io::Result<Sandbox> {
         let mut read_only = Vec::new();
         for p in &plan.read_only {
-            let stat = rustix::fs::statvfs(p)?;
-            let mut keep = MountFlags::empty();
-            for (st, ms) in [
-                (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
-                (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
-                (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
-                (rustix::fs::StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
-                (
-                    rustix::fs::StatVfsMountFlags::NODIRATIME,
-                    MountFlags::NODIRATIME,
-                ),
-                (
-                    rustix::fs::StatVfsMountFlags::RELATIME,
-                    MountFlags::RELATIME,
-                ),
-            ] {
-                if stat.f_flag.contains(st) {
-                    keep |= ms;
-                }
-            }
             read_only.push(ReadOnly {
                 path: c_path(p)?,
-                keep,
+                keep: mount_flags(p)?,
+                submount: false,
             });
+            for below in mounts_below(p) {
+                read_only.push(ReadOnly {
+                    path: c_path(&below)?,
+                    keep: mount_flags(&below)?,
+                    submount: true,
+                });
+            }
         }
         if plan.visible.len() > MAX_VISIBLE {
             return Err(std::io::Error::other(format!(
@@ -160,10 +203,12 @@ impl Sandbox {
             ),
         )?;
         for ro in &self.read_only {
-            step(
-                "bind a volume",
-                rustix::mount::mount_bind_recursive(ro.path.as_c_str(), ro.path.as_c_str()),
-            )?;
+            if !ro.submount {
+                step(
+                    "bind a volume",
+                    rustix::mount::mount_bind_recursive(ro.path.as_c_str(), ro.path.as_c_str()),
+                )?;
+            }
             step(
                 "make a volume read-only",
                 rustix::mount::mount_remount(
@@ -323,6 +368,21 @@ fn step(what: &str, result: rustix::io::Result<()>) -> std::io::Result<()> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn mounts_below_a_folder() {
+        // /proc is a mount point with mounts below it on every Linux machine.
+        let below = super::mounts_below(std::path::Path::new("/proc"));
+        assert!(below
+            .iter()
+            .all(|m| m.starts_with("/proc") && m != std::path::Path::new("/proc")));
+        assert!(super::mounts_below(std::path::Path::new("/proc/self/fd")).is_empty());
+        let root = super::mounts_below(std::path::Path::new("/"));
+        assert!(
+            root.iter().any(|m| m == std::path::Path::new("/proc")),
+            "{root:?}"
+        );
+    }
+
     #[test]
     fn proc_fd_paths() {
         let mut buffer = [0u8; 40];

@@ -1,6 +1,8 @@
 """Owners only, read-only volumes, private workspaces, resource limits: checked from outside
 through the API and from inside by the probe datalab."""
 
+import subprocess
+
 import requests
 
 from conftest import pids_with, wait_gone
@@ -87,3 +89,20 @@ def test_resource_limits_apply(lab):
     assert wait_gone([pid]) == []
     assert lab.get("alice", f"/instances/{a['id']}").status_code == 404
     assert pids_with(a["id"]) == []
+
+
+def test_a_mount_inside_a_volume_is_read_only_too(lab):
+    # An NFS volume often has mounts below it (one export per data release): a tmpfs here.
+    sub = lab.volume / "dr1"
+    sub.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "insitu-test", str(sub)], check=True)
+    try:
+        (sub / "tile.fits").write_text("on the host, writable")
+        a = lab.running("alice")
+        write = lab.probe("alice", a, "write", path=str(sub / "tile.fits"))
+        assert not write["ok"] and "Read-only file system" in write["error"], write
+        assert lab.probe("alice", a, "read", path=str(sub / "tile.fits"))["text"] == "on the host, writable"
+        assert (sub / "tile.fits").read_text() == "on the host, writable"
+        assert lab.stop("alice", a["id"]).status_code == 204
+    finally:
+        subprocess.run(["umount", "-l", str(sub)], check=False)
