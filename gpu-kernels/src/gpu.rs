@@ -172,10 +172,22 @@ impl Gpu {
     /// The `[N, C, H, W]` tensor of `batch` made as `recipe` says, on the GPU: the same values
     /// as [`reference::tensor`] up to float rounding.
     pub fn tensor(&self, batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
+        self.tensor_in(batch, recipe, Vec::new())
+    }
+
+    /// [`Gpu::tensor`], read back into `buffer`'s memory (its values do not matter).
+    pub fn tensor_in(
+        &self,
+        batch: &Batch<'_>,
+        recipe: &Recipe,
+        buffer: Vec<f32>,
+    ) -> Result<Tensor> {
         recipe.check()?;
         batch.check()?;
         let plane_len = recipe.width * recipe.height;
-        let mut data = Vec::with_capacity(batch.planes.len() * plane_len);
+        let mut data = buffer;
+        data.clear();
+        data.reserve(batch.planes.len() * plane_len);
         let mut start = 0;
         while start < batch.planes.len() {
             let end = self.chunk_end(batch, recipe, start)?;
@@ -494,9 +506,20 @@ impl Tensorizer {
     }
 
     pub fn tensor(&self, batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
+        self.tensor_in(batch, recipe, Vec::new())
+    }
+
+    /// The tensor made in `buffer`'s memory (its length and values do not matter), for
+    /// callers that reuse the allocations of tensors they are done with.
+    pub fn tensor_in(
+        &self,
+        batch: &Batch<'_>,
+        recipe: &Recipe,
+        buffer: Vec<f32>,
+    ) -> Result<Tensor> {
         match self {
-            Tensorizer::Gpu(gpu) => gpu.tensor(batch, recipe),
-            Tensorizer::Cpu => reference::tensor(batch, recipe),
+            Tensorizer::Gpu(gpu) => gpu.tensor_in(batch, recipe, buffer),
+            Tensorizer::Cpu => reference::tensor_in(batch, recipe, buffer),
         }
     }
 }

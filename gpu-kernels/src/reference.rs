@@ -10,6 +10,13 @@ use crate::{stretch, Result};
 
 /// The `[N, C, H, W]` tensor of `batch` made as `recipe` says, on the CPU.
 pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
+    tensor_in(batch, recipe, Vec::new())
+}
+
+/// [`tensor`], made in `buffer`'s memory (its length and values do not matter: every value is
+/// written), so that a caller making many tensors reuses one allocation rather than faulting
+/// in fresh pages for each.
+pub fn tensor_in(batch: &Batch<'_>, recipe: &Recipe, buffer: Vec<f32>) -> Result<Tensor> {
     recipe.check()?;
     batch.check()?;
     let (out_w, out_h) = (recipe.width, recipe.height);
@@ -20,7 +27,8 @@ pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
         out_w,
         out_h,
     );
-    let mut data = vec![0.0f32; batch.planes.len() * plane_len];
+    let mut data = buffer;
+    data.resize(batch.planes.len() * plane_len, 0.0);
     data.par_chunks_mut(plane_len.max(1))
         .zip(&batch.planes)
         .zip(&tables.of_plane)
@@ -43,12 +51,17 @@ pub fn tensor(batch: &Batch<'_>, recipe: &Recipe) -> Result<Tensor> {
                     }
                 }
             }
-            for v in out.iter_mut().filter(|v| !v.is_finite()) {
-                *v = recipe.fill;
-            }
+            fill_non_finite(out, recipe.fill);
         });
     Ok(Tensor {
         shape: [batch.items, batch.channels, out_h, out_w],
         data,
     })
+}
+
+/// Replaces NaN and ±inf by `fill`: a select per value, which vectorises.
+fn fill_non_finite(values: &mut [f32], fill: f32) {
+    for v in values {
+        *v = if v.is_finite() { *v } else { fill };
+    }
 }

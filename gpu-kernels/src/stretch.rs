@@ -104,31 +104,106 @@ pub fn limits(values: &[f32], interval: &Interval) -> Option<(f32, f32)> {
 /// Writes `stretch(clip((v - lo) / (hi - lo), 0, 1))` of each value into `out` (as far as the
 /// shorter of the two slices goes). When `hi == lo` the division is skipped, as astropy skips
 /// it, so a constant image maps to 0 rather than NaN. NaN stays NaN; +inf maps to 1, -inf to 0.
-pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut [f32]) {
+pub fn apply(values: &[f32], limits: (f32, f32), stretch: &Stretch, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { apply_avx512(values, limits, stretch, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { apply_avx2(values, limits, stretch, out) };
+        }
+    }
+    apply_portable(values, limits, stretch, out)
+}
+
+/// The same loop compiled with AVX-512 (16 lanes) or AVX2 (8): the same operations (no FMA),
+/// so the same values. It must inline what it calls (plain `for` loops, `inline(always)`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn apply_avx512(values: &[f32], limits: (f32, f32), stretch: &Stretch, out: &mut [f32]) {
+    apply_portable(values, limits, stretch, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn apply_avx2(values: &[f32], limits: (f32, f32), stretch: &Stretch, out: &mut [f32]) {
+    apply_portable(values, limits, stretch, out)
+}
+
+#[inline(always)]
+fn apply_portable(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut [f32]) {
     let range = hi - lo;
-    let normalise = move |v: f32| {
-        let shifted = v - lo;
-        let x = if range != 0.0 {
-            shifted / range
-        } else {
-            shifted
+    let scale = 1.0 / range;
+    if range != 0.0 && scale.is_finite() {
+        // A product in place of the quotient (a division is several products' time): within
+        // an ulp of it, and `hi` itself (shifted == range) still exactly 1.
+        let normalise = move |v: f32| {
+            let shifted = v - lo;
+            let x = if shifted >= range {
+                1.0
+            } else {
+                shifted * scale
+            };
+            // clamp keeps NaN as NaN.
+            x.clamp(0.0, 1.0)
         };
-        // clamp keeps NaN as NaN.
-        x.clamp(0.0, 1.0)
-    };
+        stretch_with(values, normalise, stretch, out);
+    } else {
+        let normalise = move |v: f32| {
+            let shifted = v - lo;
+            let x = if range != 0.0 {
+                shifted / range
+            } else {
+                shifted
+            };
+            x.clamp(0.0, 1.0)
+        };
+        stretch_with(values, normalise, stretch, out);
+    }
+}
+
+#[inline(always)]
+fn stretch_with(
+    values: &[f32],
+    normalise: impl Fn(f32) -> f32,
+    stretch: &Stretch,
+    out: &mut [f32],
+) {
+    // Plain `for` loops: a closure handed to `for_each` is compiled apart, without AVX2.
     let pairs = out.iter_mut().zip(values);
     match *stretch {
-        Stretch::Linear => pairs.for_each(|(o, &v)| *o = normalise(v)),
-        Stretch::Sqrt => pairs.for_each(|(o, &v)| *o = normalise(v).sqrt()),
+        Stretch::Linear => {
+            for (o, &v) in pairs {
+                *o = normalise(v);
+            }
+        }
+        Stretch::Sqrt => {
+            for (o, &v) in pairs {
+                *o = normalise(v).sqrt();
+            }
+        }
         Stretch::Log { a } => {
             // ln_1p is the accurate ln(a·x + 1) near x = 0; the same expression at x = 1 as in
             // the denominator makes y(1) exactly 1.
             let norm = a.ln_1p();
-            pairs.for_each(|(o, &v)| *o = (a * normalise(v)).ln_1p() / norm);
+            for (o, &v) in pairs {
+                *o = (a * normalise(v)).ln_1p() / norm;
+            }
         }
         Stretch::Asinh { a } => {
-            let norm = asinh_of_positive(1.0 / a);
-            pairs.for_each(|(o, &v)| *o = asinh_of_positive(normalise(v) / a) / norm);
+            // Products by 1/a and 1/norm in place of quotients, each within an ulp of them;
+            // x = 1 maps to exactly 1 and nothing above it (NaN stays NaN).
+            let inverse = 1.0 / a;
+            let norm = asinh_of_positive(inverse);
+            let inverse_norm = 1.0 / norm;
+            for (o, &v) in pairs {
+                let x = normalise(v);
+                let y = asinh_of_positive(x * inverse) * inverse_norm;
+                *o = if x >= 1.0 || y > 1.0 { 1.0 } else { y };
+            }
         }
     }
 }
@@ -138,7 +213,7 @@ pub fn apply(values: &[f32], (lo, hi): (f32, f32), stretch: &Stretch, out: &mut 
 /// ~6× slower): a Taylor series below 0.1, else `ln(t + √(t² + 1))` by `ln_at_least_1`. Within
 /// 3e-7 of the exact value (relative below 0.1, absolute above), far inside what an 8-bit or
 /// float display stretch resolves; past 1e18, `ln(2t)`.
-#[inline]
+#[inline(always)]
 pub fn asinh_of_positive(t: f32) -> f32 {
     // Selects rather than branches, so that a loop over values vectorises.
     let t2 = t * t;
@@ -159,7 +234,7 @@ pub fn asinh_of_positive(t: f32) -> f32 {
 
 /// `ln(w)` for finite `w ≥ 1`: `w = m·2^e` with `m` in [√½, √2), and `ln m = 2 atanh(s)`,
 /// `s = (m − 1)/(m + 1)`, `|s| ≤ 0.172`, by its series to `s⁹` (relative error below 4e-10).
-#[inline]
+#[inline(always)]
 fn ln_at_least_1(w: f32) -> f32 {
     let bits = w.to_bits();
     let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
@@ -187,6 +262,9 @@ fn percentiles(values: &[f32], lower: f32, upper: f32, max_exact: usize) -> Opti
     if lower.is_nan() || upper.is_nan() {
         return None;
     }
+    if let Some(found) = percentiles_from_windows(values, [lower, upper], max_exact) {
+        return found;
+    }
     // Selected as integer keys in the floats' order: a plain integer comparison each, where
     // `f32::total_cmp` does that conversion on both sides of every comparison.
     let mut keys: Vec<u32> = finite_sample(values, max_exact)
@@ -196,21 +274,239 @@ fn percentiles(values: &[f32], lower: f32, upper: f32, max_exact: usize) -> Opti
     if keys.is_empty() {
         return None;
     }
-    Some((
-        percentile_of(&mut keys, lower),
-        percentile_of(&mut keys, upper),
-    ))
+    let at = |keys: &mut [u32], p| {
+        let (below, gamma) = rank_of(keys.len(), p);
+        let (_, &mut a, above) = keys.select_nth_unstable(below);
+        lerp(a, above.iter().copied().min(), gamma)
+    };
+    Some((at(&mut keys, lower), at(&mut keys, upper)))
+}
+
+/// Below this many values a plane's percentiles are selected from a copy of all its keys.
+const WINDOW_MIN_VALUES: usize = 4096;
+/// Keys sampled (on a regular stride) to place the windows.
+const WINDOW_SAMPLES: usize = 512;
+
+/// The percentiles of `values` (exact, as numpy's) without copying them: a regular sample of
+/// the keys places a window of keys around each wanted rank, one pass counts the finite keys
+/// below and inside each window, and only the keys inside are copied and selected. `Some(None)`
+/// when no value is finite; `None` when the plane is small, sampled (over `max_exact` finite
+/// values) or a window missed its rank, for the plain selection to take.
+fn percentiles_from_windows(
+    values: &[f32],
+    ps: [f32; 2],
+    max_exact: usize,
+) -> Option<Option<(f32, f32)>> {
+    if values.len() < WINDOW_MIN_VALUES || u32::try_from(values.len()).is_err() {
+        return None;
+    }
+    let stride = values.len() / WINDOW_SAMPLES;
+    let mut sample: Vec<u32> = values
+        .iter()
+        .step_by(stride)
+        .map(|&v| sortable_key(v))
+        .filter(|k| (FINITE_KEYS.0..=FINITE_KEYS.1).contains(k))
+        .collect();
+    if sample.len() < WINDOW_SAMPLES / 4 {
+        return None;
+    }
+    sample.sort_unstable();
+    let windows = ps.map(|p| {
+        // The sample's rank of p, widened by 3 binomial standard deviations (and 4 keys) on
+        // each side; an open end at the sample's first or last key.
+        let q = (decimal_f64(p) / 100.0).clamp(0.0, 1.0);
+        let n = sample.len() as f64;
+        let centre = q * (n - 1.0);
+        let margin = 4.0 + 3.0 * (n * q * (1.0 - q)).sqrt();
+        let lo = (centre - margin).floor();
+        let hi = (centre + margin).ceil();
+        let key = |at: f64| sample[(at as usize).min(sample.len() - 1)];
+        [
+            if lo <= 0.0 { FINITE_KEYS.0 } else { key(lo) },
+            if hi >= n - 1.0 {
+                FINITE_KEYS.1
+            } else {
+                key(hi)
+            },
+        ]
+    });
+    let counts = window_counts(values, &windows);
+    let count = counts.finite as usize;
+    if count == 0 {
+        return Some(None);
+    }
+    if count > max_exact {
+        return None;
+    }
+    let ranks = ps.map(|p| rank_of(count, p));
+    for (w, &(below, _)) in ranks.iter().enumerate() {
+        let (less, inside) = (counts.below[w] as usize, counts.inside[w] as usize);
+        let needed = if below + 1 < count { below + 1 } else { below };
+        if below < less || needed >= less + inside {
+            return None;
+        }
+    }
+    let mut keys = window_keys(values, &windows, counts.inside);
+    let mut found = [0.0f32; 2];
+    for (w, (keys, &(below, gamma))) in keys.iter_mut().zip(&ranks).enumerate() {
+        let (_, &mut a, above) = keys.select_nth_unstable(below - counts.below[w] as usize);
+        let b = (below + 1 < count)
+            .then(|| above.iter().copied().min())
+            .flatten();
+        found[w] = lerp(a, b, gamma);
+    }
+    Some(Some((found[0], found[1])))
+}
+
+/// The keys of the finite floats: those of `-f32::MAX` and `f32::MAX` and all between.
+const FINITE_KEYS: (u32, u32) = (0x0080_0000, 0xff7f_ffff);
+
+/// Per window `[lo, hi]` of keys, how many finite values have a key below `lo` and how many
+/// one in the window, and how many values are finite.
+struct WindowCounts {
+    finite: u32,
+    below: [u32; 2],
+    inside: [u32; 2],
+}
+
+fn window_counts(values: &[f32], windows: &[[u32; 2]; 2]) -> WindowCounts {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { window_counts_avx512(values, windows) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { window_counts_avx2(values, windows) };
+        }
+    }
+    window_counts_portable(values, windows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn window_counts_avx512(values: &[f32], windows: &[[u32; 2]; 2]) -> WindowCounts {
+    window_counts_portable(values, windows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn window_counts_avx2(values: &[f32], windows: &[[u32; 2]; 2]) -> WindowCounts {
+    window_counts_portable(values, windows)
+}
+
+/// Counts of keys below each of six thresholds, the differences of which are the counts:
+/// one compare and one subtraction a threshold in `i32` lanes (the keys with their sign bit
+/// flipped, so that signed order is the keys' order), which the compiler vectorises (at most
+/// 2³² values, so that no count overflows).
+#[inline(always)]
+fn window_counts_portable(values: &[f32], windows: &[[u32; 2]; 2]) -> WindowCounts {
+    let ([a0, b0], [a1, b1]) = (windows[0], windows[1]);
+    let (min, max) = FINITE_KEYS;
+    // b + 1 cannot overflow: no window ends past the largest finite key.
+    let signed = |k: u32| (k ^ 0x8000_0000) as i32;
+    let t = [min, a0, b0 + 1, a1, b1 + 1, max + 1].map(signed);
+    let mut below = [0u32; 6];
+    for &v in values {
+        let k = signed(sortable_key(v));
+        for (n, &t) in below.iter_mut().zip(&t) {
+            *n += u32::from(k < t);
+        }
+    }
+    WindowCounts {
+        finite: below[5] - below[0],
+        below: [below[1] - below[0], below[3] - below[0]],
+        inside: [below[2] - below[1], below[4] - below[3]],
+    }
+}
+
+/// Fills `keys[w]` with the keys of `values` inside window `w`, of which there are
+/// `inside[w]`.
+fn window_keys(values: &[f32], windows: &[[u32; 2]; 2], inside: [u32; 2]) -> [Vec<u32>; 2] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { window_keys_avx512(values, windows, inside) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { window_keys_avx2(values, windows, inside) };
+        }
+    }
+    window_keys_portable(values, windows, inside)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn window_keys_avx512(values: &[f32], windows: &[[u32; 2]; 2], inside: [u32; 2]) -> [Vec<u32>; 2] {
+    window_keys_portable(values, windows, inside)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn window_keys_avx2(values: &[f32], windows: &[[u32; 2]; 2], inside: [u32; 2]) -> [Vec<u32>; 2] {
+    window_keys_portable(values, windows, inside)
+}
+
+/// Windows hold a few per cent of the keys: a vectorised test of 8 values at a time finds the
+/// chunks holding any, and only those are looked at one value at a time, each key written at
+/// the end of both windows' keys and kept (the end moved past it) where it is inside, so that
+/// no branch depends on the data.
+#[inline(always)]
+fn window_keys_portable(
+    values: &[f32],
+    windows: &[[u32; 2]; 2],
+    inside: [u32; 2],
+) -> [Vec<u32>; 2] {
+    let ([a0, b0], [a1, b1]) = (windows[0], windows[1]);
+    // a ≤ k ≤ b as one unsigned compare: below a, k − a wraps past b − a.
+    let test = |k: u32| [k.wrapping_sub(a0) <= b0 - a0, k.wrapping_sub(a1) <= b1 - a1];
+    // One slot more than the count: the last key written may be one not kept.
+    let mut keys = inside.map(|n| vec![0u32; n as usize + 1]);
+    let mut ends = [0usize; 2];
+    let mut push = |k: u32| {
+        let kept = test(k);
+        for ((keys, end), kept) in keys.iter_mut().zip(&mut ends).zip(kept) {
+            if let Some(slot) = keys.get_mut(*end) {
+                *slot = k;
+                *end += usize::from(kept);
+            }
+        }
+    };
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        let mut hits = 0u32;
+        for &v in chunk {
+            let [i0, i1] = test(sortable_key(v));
+            hits |= u32::from(i0) | u32::from(i1);
+        }
+        if hits != 0 {
+            for &v in chunk {
+                push(sortable_key(v));
+            }
+        }
+    }
+    for &v in rest {
+        push(sortable_key(v));
+    }
+    for (keys, end) in keys.iter_mut().zip(ends) {
+        keys.truncate(end);
+    }
+    keys
 }
 
 /// An unsigned key in the order of the float (the order of `f32::total_cmp`): negative values
 /// flipped whole, the others with the sign bit set (as `limits.wgsl`'s radix select).
+#[inline(always)]
 fn sortable_key(v: f32) -> u32 {
     let b = v.to_bits();
-    if b & 0x8000_0000 != 0 {
-        !b
-    } else {
-        b | 0x8000_0000
-    }
+    // All ones for a negative value (flip all), else the sign bit alone; no branch, so that
+    // loops over keys vectorise.
+    let mask = ((b as i32) >> 31) as u32 | 0x8000_0000;
+    b ^ mask
 }
 
 fn key_value(k: u32) -> f32 {
@@ -245,21 +541,24 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// numpy's `percentile(sample, p)` (method "linear") of the values whose `sortable_key`s
-/// `sample` holds; reorders `sample`, which is non-empty.
-fn percentile_of(sample: &mut [u32], p: f32) -> f32 {
-    let last = sample.len() - 1;
+/// numpy's `percentile(values, p)` (method "linear") of `n` values as the place of the value
+/// below (`below`, its rank in sorted order) and the fraction `gamma` of the way to the next.
+fn rank_of(n: usize, p: f32) -> (usize, f64) {
+    let last = n - 1;
     let q = (decimal_f64(p) / 100.0).clamp(0.0, 1.0);
     let virtual_index = last as f64 * q;
     let below = (virtual_index.floor() as usize).min(last);
-    let (_, &mut a, above) = sample.select_nth_unstable(below);
+    (below, virtual_index - below as f64)
+}
+
+/// numpy's `_lerp` between the values of the keys `a` and `b` (`None` past the last value):
+/// the difference in the data's precision, the rest in f64, and from the upper neighbour when
+/// gamma >= 0.5 (so that gamma = 1 gives b exactly).
+fn lerp(a: u32, b: Option<u32>, gamma: f64) -> f32 {
     let a = key_value(a);
-    let Some(b) = above.iter().copied().min().map(key_value) else {
+    let Some(b) = b.map(key_value) else {
         return a;
     };
-    let gamma = virtual_index - below as f64;
-    // numpy's _lerp: the difference in the data's precision, the rest in f64, and from the
-    // upper neighbour when gamma >= 0.5 (so that gamma = 1 gives b exactly).
     let diff = f64::from(b - a);
     let value = if gamma >= 0.5 {
         f64::from(b) - diff * (1.0 - gamma)
@@ -604,5 +903,76 @@ mod tests {
         }
         let ends = dilate(&(0..20).map(|i| i == 0 || i == 19).collect::<Vec<_>>(), 10);
         assert_eq!(ends.iter().filter(|b| **b).count(), 11);
+    }
+
+    #[test]
+    fn dispatched_stretch_matches_the_portable_loop() {
+        let values: Vec<f32> = (0..10_007u64)
+            .map(|i| match i % 1000 {
+                7 => f32::NAN,
+                8 => f32::INFINITY,
+                _ => (splitmix64(i) % 100_000) as f32 / 1000.0 - 10.0,
+            })
+            .collect();
+        for s in &STRETCHES {
+            let (mut got, mut want) = (vec![0.0; values.len()], vec![0.0; values.len()]);
+            apply(&values, (-5.0, 80.0), s, &mut got);
+            apply_portable(&values, (-5.0, 80.0), s, &mut want);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{s:?}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { apply_avx2(&values, (-5.0, 80.0), s, &mut got) };
+                assert!(got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits()));
+            }
+        }
+    }
+
+    #[test]
+    fn windowed_percentiles_are_the_selected_ones() {
+        let full = |v: &[f32], lower: f32, upper: f32| {
+            let mut keys: Vec<u32> = finite(v).map(sortable_key).collect();
+            let at = |keys: &mut [u32], p| {
+                let (below, gamma) = rank_of(keys.len(), p);
+                let (_, &mut a, above) = keys.select_nth_unstable(below);
+                lerp(a, above.iter().copied().min(), gamma)
+            };
+            (at(&mut keys, lower), at(&mut keys, upper))
+        };
+        let ramp = |n: u64, m: u64| -> Vec<f32> {
+            (0..n).map(|i| (splitmix64(i) % m) as f32 - 7.0).collect()
+        };
+        let mut galaxy: Vec<f32> = (0..224 * 224u64)
+            .map(|i| {
+                let (x, y) = ((i % 224) as f32 - 112.0, (i / 224) as f32 - 112.0);
+                (-(x * x + y * y).sqrt() / 9.0).exp() * 1e3 + (splitmix64(i) % 1000) as f32 / 1e3
+            })
+            .collect();
+        galaxy[500..900].fill(f32::NAN);
+        galaxy[1000] = f32::NEG_INFINITY;
+        let cases = [
+            ramp(50_176, 50_176),
+            ramp(60_000, 3),
+            ramp(5_000, 1 << 20),
+            galaxy,
+        ];
+        for v in &cases {
+            for (lower, upper) in [(0.25, 99.75), (0.0, 100.0), (50.0, 50.0), (1.0, 99.0)] {
+                let windowed = percentiles_from_windows(v, [lower, upper], usize::MAX);
+                assert!(windowed.is_some(), "{lower} {upper}: no window");
+                assert_eq!(
+                    percentiles(v, lower, upper, EXACT_PERCENTILE_MAX),
+                    Some(full(v, lower, upper)),
+                    "{lower} {upper}"
+                );
+            }
+        }
+        let empty = vec![f32::NAN; 10_000];
+        assert_eq!(percentiles(&empty, 1.0, 99.0, EXACT_PERCENTILE_MAX), None);
     }
 }

@@ -5,7 +5,7 @@
 //! `arrow.fixed_shape_tensor` extension over `FixedSizeList<Float32>[C·H·W]`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use insitu_adql::arrow::array::{
@@ -54,7 +54,8 @@ impl TensorFormat {
 
 /// Turns batches of a tensor of known shape into the bytes of one encoding.
 pub enum Encoder {
-    Raw,
+    /// The values' own bytes; their memory comes back to `spare` once sent.
+    Raw { spare: Arc<Spare> },
     Arrow {
         writer: Box<StreamWriter<Vec<u8>>>,
         schema: SchemaRef,
@@ -63,7 +64,48 @@ pub enum Encoder {
     },
 }
 
+/// Buffers of batches already sent, for the next batches to be made in: tens of MiB each,
+/// which, freshly allocated, cost a page fault and a page of zeros every 4 KiB.
+#[derive(Default)]
+pub struct Spare(Mutex<Vec<Vec<f32>>>);
+
+/// As many buffers as can be in flight (the channel's two batches, the one being sent, the
+/// one being made): more would only hold memory.
+const SPARE_BUFFERS: usize = 4;
+
+impl Spare {
+    fn put(&self, buffer: Vec<f32>) {
+        if let Ok(mut spare) = self.0.lock() {
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buffer);
+            }
+        }
+    }
+
+    fn take(&self) -> Vec<f32> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default()
+    }
+}
+
 impl Encoder {
+    fn raw() -> Encoder {
+        Encoder::Raw {
+            spare: Arc::default(),
+        }
+    }
+
+    /// A buffer to make the next batch's values in: one a sent batch left, or a new one.
+    pub fn buffer(&self) -> Vec<f32> {
+        match self {
+            Encoder::Raw { spare } => spare.take(),
+            Encoder::Arrow { .. } => Vec::new(),
+        }
+    }
+
     /// The encoder and the header bytes of a `shape` tensor whose channels are `bands`.
     pub fn start(
         format: TensorFormat,
@@ -71,10 +113,11 @@ impl Encoder {
         bands: &[String],
     ) -> Result<(Encoder, Bytes), String> {
         match format {
-            TensorFormat::Npy => Ok((Encoder::Raw, Bytes::from(npy_header(&shape)))),
-            TensorFormat::Safetensors => {
-                Ok((Encoder::Raw, Bytes::from(safetensors_header(shape, bands))))
-            }
+            TensorFormat::Npy => Ok((Encoder::raw(), Bytes::from(npy_header(&shape)))),
+            TensorFormat::Safetensors => Ok((
+                Encoder::raw(),
+                Bytes::from(safetensors_header(shape, bands)),
+            )),
             TensorFormat::Arrow => {
                 let [_, c, h, w] = shape;
                 let item = i32::try_from(c * h * w)
@@ -118,7 +161,7 @@ impl Encoder {
     /// The bytes of the next `rows` items, `values` holding them in C order.
     pub fn batch(&mut self, values: Vec<f32>, rows: usize) -> Result<Bytes, String> {
         match self {
-            Encoder::Raw => Ok(little_endian_bytes(values)),
+            Encoder::Raw { spare } => Ok(little_endian_bytes(values, spare)),
             Encoder::Arrow {
                 writer,
                 schema,
@@ -148,7 +191,7 @@ impl Encoder {
     /// What closes the stream (Arrow's end-of-stream marker), if anything.
     pub fn finish(self) -> Result<Option<Bytes>, String> {
         match self {
-            Encoder::Raw => Ok(None),
+            Encoder::Raw { .. } => Ok(None),
             Encoder::Arrow { mut writer, .. } => {
                 writer.finish().map_err(|e| e.to_string())?;
                 Ok(Some(Bytes::from(std::mem::take(writer.get_mut()))))
@@ -159,22 +202,27 @@ impl Encoder {
 
 /// float32 values as little-endian bytes: on a little-endian machine their own memory, handed
 /// to the response without a copy (gigabytes for a large catalogue); elsewhere swapped once.
-fn little_endian_bytes(values: Vec<f32>) -> Bytes {
-    struct Owned(Vec<f32>);
+fn little_endian_bytes(values: Vec<f32>, spare: &Arc<Spare>) -> Bytes {
+    struct Owned(Vec<f32>, Arc<Spare>);
     impl AsRef<[u8]> for Owned {
         fn as_ref(&self) -> &[u8] {
             bytemuck::cast_slice(&self.0)
         }
     }
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            self.1.put(std::mem::take(&mut self.0));
+        }
+    }
     if cfg!(target_endian = "little") {
-        Bytes::from_owner(Owned(values))
+        Bytes::from_owner(Owned(values, spare.clone()))
     } else {
-        Bytes::from(
-            values
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect::<Vec<u8>>(),
-        )
+        let bytes = values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>();
+        spare.put(values);
+        Bytes::from(bytes)
     }
 }
 

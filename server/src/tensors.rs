@@ -189,7 +189,8 @@ fn stream_tensors(
         };
         for planes in cut_receiver {
             let rows = planes.len() / bands.max(1);
-            let bytes = match make_tensor(tensorizer, &planes, bands, &request.recipe)
+            let buffer = encoder.buffer();
+            let bytes = match make_tensor(tensorizer, &planes, bands, &request.recipe, buffer)
                 .map_err(|e| e.to_string())
                 .and_then(|values| encoder.batch(values, rows))
             {
@@ -244,13 +245,14 @@ fn make_tensor(
     planes: &[(Vec<f32>, (usize, usize))],
     bands: usize,
     recipe: &Recipe,
+    buffer: Vec<f32>,
 ) -> Result<Vec<f32>, insitu_gpu::Error> {
     let planes = planes
         .iter()
         .map(|(data, (w, h))| Plane::new(*w, *h, data))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = Batch::new(planes.len() / bands.max(1), bands, planes)?;
-    Ok(tensorizer.tensor(&batch, recipe)?.data)
+    Ok(tensorizer.tensor_in(&batch, recipe, buffer)?.data)
 }
 
 impl TensorRequest {
