@@ -656,7 +656,7 @@ fn geometry_arity(expr: &Expr, name: &ObjectName, args: &FunctionArguments) -> C
         "POINT" => n == 2 && points == 0,
         "CIRCLE" => (n == 3 && points == 0) || (n == 2 && points == 1 && is_point(rest[0])),
         "BOX" => (n == 4 && points == 0) || (n == 3 && points == 1 && is_point(rest[0])),
-        "POLYGON" => (points == 0 && n >= 6 && n % 2 == 0) || (points == n && n >= 3),
+        "POLYGON" => (points == 0 && n >= 6 && n.is_multiple_of(2)) || (points == n && n >= 3),
         "DISTANCE" => (!coordsys && n == 2) || (!coordsys && n == 4 && points == 0),
         "CONTAINS" | "INTERSECTS" => !coordsys && n == 2,
         "AREA" | "CENTROID" | "COORD1" | "COORD2" | "COORDSYS" => !coordsys && n == 1,

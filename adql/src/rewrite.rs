@@ -186,7 +186,7 @@ impl Shape {
     }
 
     fn polygon(coords: Vec<Expr>) -> Result<Shape> {
-        if coords.len() < 6 || coords.len() % 2 != 0 {
+        if coords.len() < 6 || !coords.len().is_multiple_of(2) {
             return Err(arity("POLYGON", "three vertices or more"));
         }
         Ok(Shape::Polygon(coords))

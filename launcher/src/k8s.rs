@@ -470,7 +470,7 @@ fn is_quantity(s: &str) -> bool {
 /// less than its manifest asks.
 fn cpu_quantity(cpus: f64) -> String {
     let millis = (cpus * 1000.0).ceil().max(1.0) as u64;
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
