@@ -22,6 +22,9 @@ def test_another_users_instance_and_workspace_do_not_exist_for_them(lab):
     a = lab.running("alice")
     (lab.workspaces / "users" / "alice" / "notes.txt").write_text("alice's notes")
     assert lab.get("alice", "/workspaces/users/alice/notes.txt").text == "alice's notes"
+    listing = lab.get("alice", "/workspaces/users/alice/").json()
+    assert {"name": "notes.txt", "type": "file", "bytes": 13} in listing, listing
+    assert any(e["name"] == "teams" and e["type"] == "folder" for e in listing)
     assert [i["id"] for i in lab.get("alice", "/instances").json()] == [a["id"]]
     assert lab.get("bob", "/instances").json() == []
     assert lab.get("bob", f"/instances/{a['id']}").status_code == 404
