@@ -681,6 +681,11 @@ impl Launcher {
                         record.id,
                         record.user
                     );
+                    // Stopping while it is stopped, so that its exit is not taken for a crash.
+                    match self.lock().get_mut(&record.id) {
+                        Some(l) if l.state == State::Starting => l.state = State::Stopping,
+                        _ => continue,
+                    }
                     self.backend
                         .stop(record.process, &record.id, STOP_GRACE)
                         .await;
