@@ -67,10 +67,12 @@ authorization = "token {{token}}"
 """
 
 
-def add_user(users: Path, name: str, teams=()) -> str:
+def add_user(users: Path, name: str, teams=(), uid=None) -> str:
     args = [str(insitu_bin()), "launcher", "add-user", name, "--users", str(users)]
     for t in teams:
         args += ["--team", t]
+    if uid is not None:
+        args += ["--uid", str(uid)]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

@@ -1,7 +1,9 @@
 """Owners only, read-only volumes, private workspaces, resource limits: checked from outside
 through the API and from inside by the probe datalab."""
 
+import shutil
 import subprocess
+from pathlib import Path
 
 import requests
 
@@ -109,3 +111,30 @@ def test_a_mount_inside_a_volume_is_read_only_too(lab):
         assert lab.stop("alice", a["id"]).status_code == 204
     finally:
         subprocess.run(["umount", "-l", str(sub)], check=False)
+
+
+def test_a_user_with_a_uid_runs_as_that_uid(tmp_path):
+    from conftest import add_user, make_lab, probe_manifest, stop_all
+    # That uid must reach the probe (the system's Python, a copy of the script) and the
+    # workspaces: pytest's own folders, perhaps the checkout, are closed to others.
+    for folder in [tmp_path, *tmp_path.parents]:
+        if folder == Path("/tmp"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o711)
+    script = Path(shutil.copy(Path(__file__).with_name("probe_datalab.py"), tmp_path / "probe_datalab.py"))
+    lab = make_lab(tmp_path, extra_manifests={
+        "sysprobe.toml": probe_manifest(title="System probe", python=Path("/usr/bin/python3"), script=script)})
+    lab.tokens["dave"] = add_user(lab.root / "users.toml", "dave", uid=65534)
+    lab.server.start()
+    try:
+        d = lab.running("dave", "sysprobe")
+        me = lab.probe("dave", d, "whoami")
+        assert (me["uid"], me["gid"]) == (65534, 65534)
+        own = lab.workspaces / "users" / "dave"
+        assert own.stat().st_uid == 65534
+        assert lab.probe("dave", d, "write", path=str(own / "mine.txt"))["ok"]
+        assert (own / "mine.txt").stat().st_uid == 65534
+        write = lab.probe("dave", d, "write", path=str(lab.volume / "new.fits"))
+        assert not write["ok"], write
+    finally:
+        stop_all(lab)
