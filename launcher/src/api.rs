@@ -64,10 +64,9 @@ impl IntoResponse for Error {
     }
 }
 
-/// The user a request comes from, and whether it came with the cookie (not a bearer header).
+/// The user a request comes from.
 pub struct AuthUser {
     pub user: User,
-    pub by_cookie: bool,
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -126,7 +125,7 @@ impl FromRequestParts<Arc<Launcher>> for AuthUser {
                 parts.method
             )));
         }
-        Ok(AuthUser { user, by_cookie })
+        Ok(AuthUser { user })
     }
 }
 
@@ -276,12 +275,12 @@ async fn workspace_read(
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| Error::NotFound(format!("{rel}: {e}")))?;
-    let stream = tokio_util_stream(file);
+    let stream = file_body(file);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], stream).into_response())
 }
 
 /// A file as a streamed body, so a big one is not read into memory.
-fn tokio_util_stream(file: tokio::fs::File) -> Body {
+fn file_body(file: tokio::fs::File) -> Body {
     Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10))
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::LauncherConfig;
-use crate::manifest::{self, Manifest, ManifestProblem, Placeholders};
+use crate::manifest::{self, gib, Manifest, ManifestProblem, Placeholders};
 use crate::process_backend::{self, Cgroups, Launch, ProcessBackend, ProcessId};
 use crate::sandbox::SandboxPlan;
 use crate::users::{self, User, Users};
@@ -714,10 +714,6 @@ pub struct WorkspaceView {
     pub bytes: u64,
     pub quota_bytes: Option<u64>,
     pub url: String,
-}
-
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// Whether `path` is `folder` or inside it (by their canonical forms where they exist).

@@ -359,6 +359,11 @@ impl Manifest {
     }
 }
 
+/// Bytes as GiB with one decimal, for messages and the page.
+pub(crate) fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
 /// "512MiB", "4GiB", "4G", "1.5TiB", "1048576" to bytes (binary units).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();

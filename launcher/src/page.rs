@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::instances::State as InstanceState;
+use crate::manifest::gib;
 use crate::Launcher;
 
 /// Text made safe inside HTML elements and quoted attributes.
@@ -51,10 +52,6 @@ async function call(method, url) {
   location.reload();
 }
 if (document.querySelector('.state-starting')) setTimeout(() => location.reload(), 2000);";
-
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
-}
 
 fn gb(bytes: u64) -> String {
     format!("{:.2} GB", bytes as f64 / 1e9)

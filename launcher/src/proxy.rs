@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Request, Response, StatusCode};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::instances::Upstream;
@@ -107,18 +108,7 @@ pub async fn forward(
         ))
     };
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", upstream.port))
-            .await
-            .map_err(|e| not_answering(e.to_string()))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-                .await
-                .map_err(|e| not_answering(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!("proxy connection: {e}");
-            }
-        });
+        let mut sender = connect(upstream.port).await.map_err(not_answering)?;
         sender
             .send_request(Request::from_parts(parts, body))
             .await
@@ -156,17 +146,27 @@ pub async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
+/// An HTTP/1 connection to the instance on `port` of the loopback interface, driven by a task
+/// of its own (upgrades allowed, for WebSockets).
+async fn connect(port: u16) -> Result<SendRequest<Body>, String> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!("proxy connection: {e}");
+        }
+    });
+    Ok(sender)
+}
+
 /// Whether the instance answers `path` with 2xx or 3xx within a second.
 pub async fn healthy(port: u16, path: &str, authorization: Option<&str>) -> bool {
     let check = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-                .await
-                .ok()?;
-        tokio::spawn(connection);
+        let mut sender = connect(port).await.ok()?;
         let mut request = Request::get(path).header(header::HOST, format!("127.0.0.1:{port}"));
         if let Some(a) = authorization {
             request = request.header(header::AUTHORIZATION, a);

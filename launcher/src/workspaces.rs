@@ -1,6 +1,7 @@
 //! Workspaces on disk: `users/NAME` (the user's own) and `teams/NAME` (shared by the team's
 //! members) under one root; sizes for the quota, and files read for their owners only.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::users::User;
@@ -61,7 +62,6 @@ impl Workspaces {
         let own = self.dir(Kind::User, &user.name);
         if !own.is_dir() {
             std::fs::create_dir(&own).map_err(|e| io(&own, e))?;
-            use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| io(&own, e))?;
             if let Some(uid) = user.uid {
@@ -72,7 +72,6 @@ impl Workspaces {
             let dir = self.dir(Kind::Team, team);
             if !dir.is_dir() {
                 std::fs::create_dir(&dir).map_err(|e| io(&dir, e))?;
-                use std::os::unix::fs::PermissionsExt;
                 // Members may run as different uids: the team folder is open to the group
                 // and the sandbox hides it from everybody else.
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2777))
