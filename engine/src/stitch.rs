@@ -59,6 +59,24 @@ const EDGE_STEPS: usize = 16;
 /// Cuts `window` (0-based pixels of `sources[0]`, which may extend past it) from `sources`,
 /// filling what lies outside the first source from the others by nearest pixel.
 pub fn stitch(window: Window, sources: &[Source<'_>]) -> Result<Stitched> {
+    let mut data = Vec::new();
+    let filled = stitch_into(window, sources, &mut data)?;
+    Ok(Stitched {
+        width: window.width,
+        height: window.height,
+        data,
+        filled,
+    })
+}
+
+/// [`stitch`] into `data` (made `width × height` long; what it held does not matter): a caller cutting many
+/// windows reuses one buffer's memory rather than faulting in fresh pages for each. Returns
+/// [`Stitched::filled`].
+pub fn stitch_into(
+    window: Window,
+    sources: &[Source<'_>],
+    data: &mut Vec<f32>,
+) -> Result<Vec<usize>> {
     let Some(grid) = sources.first() else {
         return Err(Error::Cutout("stitching needs at least one image".into()));
     };
@@ -72,16 +90,13 @@ pub fn stitch(window: Window, sources: &[Source<'_>]) -> Result<Stitched> {
                 window.width, window.height
             ))
         })?;
-    let mut data = vec![f32::NAN; pixels];
+    // Only new elements are written here: `window_physical` writes every value.
+    data.truncate(pixels);
+    data.resize(pixels, f32::NAN);
     if pixels == 0 {
-        return Ok(Stitched {
-            width: window.width,
-            height: window.height,
-            data,
-            filled: vec![0; sources.len()],
-        });
+        return Ok(vec![0; sources.len()]);
     }
-    window_physical(&grid.image, 0, window, &mut data);
+    window_physical(&grid.image, 0, window, data);
     let neighbours: Vec<Neighbour<'_, '_>> = sources
         .iter()
         .enumerate()
@@ -132,12 +147,7 @@ pub fn stitch(window: Window, sources: &[Source<'_>]) -> Result<Stitched> {
                 a
             },
         );
-    Ok(Stitched {
-        width: window.width,
-        height: window.height,
-        data,
-        filled,
-    })
+    Ok(filled)
 }
 
 /// The value of grid pixel `(x, y)` taken from the neighbour holding its sky position (the

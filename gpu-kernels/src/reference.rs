@@ -38,7 +38,7 @@ pub fn tensor_in(batch: &Batch<'_>, recipe: &Recipe, buffer: Vec<f32>) -> Result
             } else {
                 1.0
             };
-            let axes = (&tables.tables[h], &tables.tables[v]);
+            let axes = (&*tables.tables[h], &*tables.tables[v]);
             match recipe.scaling {
                 None => resample(plane.data, plane.width, axes, flux, out),
                 // Resampled into the thread's scratch plane, stretched from there into `out`.

@@ -13,8 +13,11 @@
 //! value is NaN when the finite inputs under it carry less than half of its weight.
 //! The horizontal pass runs first, then the vertical one, as in Pillow.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
 /// The convolution kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Filter {
     /// The triangle `1 − |x|` on `|x| < 1` (Pillow's `BILINEAR`).
@@ -169,7 +172,7 @@ pub fn resample(
                 return unsafe { resample_avx2(plane, width, tables, flux, out, rows, strip) };
             }
         }
-        resample_with(plane, width, tables, flux, out, rows, strip)
+        resample_with::<STRIP>(plane, width, tables, flux, out, rows, strip)
     })
 }
 
@@ -188,7 +191,7 @@ fn resample_avx512(
     rows: &mut Vec<f32>,
     strip: &mut Vec<f32>,
 ) {
-    resample_with(plane, width, tables, flux, out, rows, strip)
+    resample_with::<16>(plane, width, tables, flux, out, rows, strip)
 }
 
 /// [`resample_avx512`] with AVX2 (8 lanes).
@@ -203,10 +206,12 @@ fn resample_avx2(
     rows: &mut Vec<f32>,
     strip: &mut Vec<f32>,
 ) {
-    resample_with(plane, width, tables, flux, out, rows, strip)
+    resample_with::<STRIP>(plane, width, tables, flux, out, rows, strip)
 }
 
-/// Rows of the horizontal pass done together, as the lanes of one vector.
+/// Rows of the horizontal pass done together, as the lanes of one vector: 8 unless a path
+/// has wider vectors (16 for AVX-512). The rows of a strip do not depend on each other, so
+/// every width gives the same values.
 const STRIP: usize = 8;
 /// Output values of the vertical pass summed together: four AVX2 registers.
 const VERTICAL_BLOCK: usize = 32;
@@ -228,11 +233,11 @@ fn resample_portable(
     out: &mut [f32],
 ) {
     let (mut rows, mut strip) = (Vec::new(), Vec::new());
-    resample_with(plane, width, tables, flux, out, &mut rows, &mut strip)
+    resample_with::<STRIP>(plane, width, tables, flux, out, &mut rows, &mut strip)
 }
 
 #[inline(always)]
-fn resample_with(
+fn resample_with<const STRIP: usize>(
     plane: &[f32],
     width: usize,
     (horizontal, vertical): (&AxisTable, &AxisTable),
@@ -249,7 +254,7 @@ fn resample_with(
     // the same products summed in the same order, so the same values as `apply`.
     let complete = all_finite(&plane[..height * width]);
     if complete {
-        horizontal_complete(plane, width, horizontal, rows, strip);
+        horizontal_complete::<STRIP>(plane, width, horizontal, rows, strip);
     } else {
         for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
             let input = &plane[y * width..(y + 1) * width];
@@ -302,7 +307,7 @@ fn resample_with(
 /// contiguous), so that each weight multiplies a vector of that many rows. Each output is
 /// still `0 + w_0·v_0 + w_1·v_1 + …` in that order, as in `AxisTable::apply`.
 #[inline(always)]
-fn horizontal_complete(
+fn horizontal_complete<const STRIP: usize>(
     plane: &[f32],
     width: usize,
     horizontal: &AxisTable,
@@ -370,7 +375,7 @@ pub fn flux_factor(width: usize, height: usize, out_w: usize, out_h: usize) -> f
 /// once per axis, and per plane the indexes of its horizontal and vertical table.
 #[derive(Debug, Clone)]
 pub struct BatchTables {
-    pub tables: Vec<AxisTable>,
+    pub tables: Vec<Arc<AxisTable>>,
     pub of_plane: Vec<[usize; 2]>,
 }
 
@@ -382,10 +387,10 @@ impl BatchTables {
         out_h: usize,
     ) -> BatchTables {
         let mut tables = Vec::new();
-        let mut known = std::collections::HashMap::new();
+        let mut known = HashMap::new();
         let mut index = |n_in: usize, n_out: usize, axis: u8| {
             *known.entry((axis, n_in)).or_insert_with(|| {
-                tables.push(AxisTable::new(filter, n_in, n_out));
+                tables.push(AxisTable::shared(filter, n_in, n_out));
                 tables.len() - 1
             })
         };
@@ -393,6 +398,37 @@ impl BatchTables {
             .map(|(w, h)| [index(w, out_w, 0), index(h, out_h, 1)])
             .collect();
         BatchTables { tables, of_plane }
+    }
+}
+
+/// The axis tables made so far, by filter and lengths: a catalogue's cutout sizes repeat from
+/// batch to batch, and a Lanczos table costs two sines per weight.
+static MADE_TABLES: LazyLock<Mutex<TablesBySize>> = LazyLock::new(Mutex::default);
+/// Axis tables by filter, input length and output length.
+type TablesBySize = HashMap<(Filter, usize, usize), Arc<AxisTable>>;
+/// [`MADE_TABLES`] is emptied when it reaches this many (a few MiB at 224 a side).
+const KEPT_TABLES: usize = 2048;
+
+impl AxisTable {
+    /// [`AxisTable::new`], made once and shared while it is kept.
+    pub fn shared(filter: Filter, n_in: usize, n_out: usize) -> Arc<AxisTable> {
+        let key = (filter, n_in, n_out);
+        // A poisoned lock only means a panic elsewhere: the tables in it are whole.
+        let made = || {
+            MADE_TABLES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(table) = made().get(&key) {
+            return Arc::clone(table);
+        }
+        let table = Arc::new(AxisTable::new(filter, n_in, n_out));
+        let mut tables = made();
+        if tables.len() >= KEPT_TABLES {
+            tables.clear();
+        }
+        tables.insert(key, Arc::clone(&table));
+        table
     }
 }
 

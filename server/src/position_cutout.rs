@@ -6,6 +6,8 @@
 //! Used by `GET /cutout` ([`crate::cutout_service`]) and reusable by bulk jobs: [`cut_at`]
 //! for one band, [`bands_at`] for the bands a position has.
 
+use std::sync::Arc;
+
 use insitu_engine::cutout::{self, HeaderTemplate, Mode, Size, Window, MAX_BYTES};
 use insitu_engine::fits::header::BLOCK_LEN;
 use insitu_engine::fits::{Card, Header, Value};
@@ -276,49 +278,9 @@ pub fn cut_at(
 /// Cuts a planned window, stitching from the neighbours of its grid tile where it crosses the
 /// tile's edge.
 pub fn cut_planned(tiles: &Tiles, planned: Planned) -> Result<BandCutout, PositionError> {
-    let Planned { grid, window } = planned;
-    let grid_open = tiles.open(grid)?;
-    let neighbours: Vec<(TileId, std::sync::Arc<OpenImage>)> = if inside(tiles, grid, window) {
-        Vec::new()
-    } else {
-        neighbour_tiles(tiles, grid, &grid_open, window)
-            .into_iter()
-            .filter_map(|id| match tiles.open(id) {
-                Ok(open) => Some((id, open)),
-                // Its pixels stay NaN: one broken tile must not take its neighbours down.
-                Err(e) => {
-                    tracing::warn!("cutout: neighbour tile left out: {e}");
-                    None
-                }
-            })
-            .collect()
-    };
-    let unreadable = |id: TileId, e: insitu_engine::Error| {
-        tracing::warn!("cutout: {}: {e}", tiles.did(id));
-        PositionError::Unreadable(format!(
-            "dataset {} cannot be read as an image",
-            tiles.did(id)
-        ))
-    };
-    let mut sources = Vec::with_capacity(neighbours.len() + 1);
-    sources.push(Source {
-        image: grid_open.image().map_err(|e| unreadable(grid, e))?,
-        wcs: &grid_open.wcs,
-    });
-    let mut ids = vec![grid];
-    for (id, open) in &neighbours {
-        match open.image() {
-            Ok(image) => {
-                sources.push(Source {
-                    image,
-                    wcs: &open.wcs,
-                });
-                ids.push(*id);
-            }
-            Err(e) => tracing::warn!("cutout: neighbour {} left out: {e}", tiles.did(*id)),
-        }
-    }
-    let stitched = stitch::stitch(window, &sources)
+    let opened = open_sources(tiles, &planned)?;
+    let (sources, ids) = stitch_sources(tiles, &opened)?;
+    let stitched = stitch::stitch(planned.window, &sources)
         .map_err(|e| PositionError::BadParameter(engine_reason(&e)))?;
     // The grid tile always; neighbours only when they gave pixels.
     let used: Vec<String> = ids
@@ -328,8 +290,13 @@ pub fn cut_planned(tiles: &Tiles, planned: Planned) -> Result<BandCutout, Positi
         .filter(|(k, (_, n))| *k == 0 || **n > 0)
         .map(|(_, (id, _))| tiles.did(*id))
         .collect();
-    let header = cutout_header(&sources[0].image, window, &used)?;
-    let band = tiles.row(grid).1.filter_name.clone().unwrap_or_default();
+    let header = cutout_header(&sources[0].image, planned.window, &used)?;
+    let band = tiles
+        .row(planned.grid)
+        .1
+        .filter_name
+        .clone()
+        .unwrap_or_default();
     Ok(BandCutout {
         band,
         width: stitched.width,
@@ -338,6 +305,75 @@ pub fn cut_planned(tiles: &Tiles, planned: Planned) -> Result<BandCutout, Positi
         header,
         tiles: used,
     })
+}
+
+/// [`cut_planned`]'s pixels alone, into `data` (made `width × height` long, reusing its
+/// memory), without the header: what a tensor needs of a cutout.
+pub fn cut_planned_into(
+    tiles: &Tiles,
+    planned: Planned,
+    data: &mut Vec<f32>,
+) -> Result<(), PositionError> {
+    let opened = open_sources(tiles, &planned)?;
+    let (sources, _) = stitch_sources(tiles, &opened)?;
+    stitch::stitch_into(planned.window, &sources, data)
+        .map_err(|e| PositionError::BadParameter(engine_reason(&e)))?;
+    Ok(())
+}
+
+/// The planned window's grid tile, then the neighbours it reaches into where it crosses the
+/// tile's edge (a neighbour that cannot be opened is left out, its pixels NaN), opened.
+fn open_sources(
+    tiles: &Tiles,
+    planned: &Planned,
+) -> Result<Vec<(TileId, Arc<OpenImage>)>, PositionError> {
+    let (grid, window) = (planned.grid, planned.window);
+    let grid_open = tiles.open(grid)?;
+    let neighbours = if inside(tiles, grid, window) {
+        Vec::new()
+    } else {
+        neighbour_tiles(tiles, grid, &grid_open, window)
+    };
+    let mut opened = Vec::with_capacity(neighbours.len() + 1);
+    opened.push((grid, grid_open));
+    for id in neighbours {
+        match tiles.open(id) {
+            Ok(open) => opened.push((id, open)),
+            // Its pixels stay NaN: one broken tile must not take its neighbours down.
+            Err(e) => tracing::warn!("cutout: neighbour tile left out: {e}"),
+        }
+    }
+    Ok(opened)
+}
+
+/// The opened tiles' images as stitching sources, grid first, with their ids: an error when
+/// the grid tile's image cannot be read, a neighbour's is left out.
+fn stitch_sources<'a>(
+    tiles: &Tiles,
+    opened: &'a [(TileId, Arc<OpenImage>)],
+) -> Result<(Vec<Source<'a>>, Vec<TileId>), PositionError> {
+    let mut sources = Vec::with_capacity(opened.len());
+    let mut ids = Vec::with_capacity(opened.len());
+    for (k, (id, open)) in opened.iter().enumerate() {
+        match open.image() {
+            Ok(image) => {
+                sources.push(Source {
+                    image,
+                    wcs: &open.wcs,
+                });
+                ids.push(*id);
+            }
+            Err(e) if k == 0 => {
+                tracing::warn!("cutout: {}: {e}", tiles.did(*id));
+                return Err(PositionError::Unreadable(format!(
+                    "dataset {} cannot be read as an image",
+                    tiles.did(*id)
+                )));
+            }
+            Err(e) => tracing::warn!("cutout: neighbour {} left out: {e}", tiles.did(*id)),
+        }
+    }
+    Ok((sources, ids))
 }
 
 fn inside(tiles: &Tiles, id: TileId, w: Window) -> bool {

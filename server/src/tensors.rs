@@ -48,7 +48,7 @@ use rayon::prelude::*;
 use crate::bulk_jobs::{band_list, read_catalogue, served_volume, Catalogue, MAX_CATALOG_BYTES};
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
-use crate::position_cutout::{cut_planned, plan_at};
+use crate::position_cutout::{cut_planned_into, plan_at};
 use crate::tensor_format::{Encoder, TensorFormat};
 use crate::volumes::Tiles;
 
@@ -166,13 +166,19 @@ fn stream_tensors(
     let bands = request.bands.len();
     std::thread::scope(|scope| {
         let (cut_sender, cut_receiver) = std::sync::mpsc::sync_channel(1);
+        // The planes' memory comes back to the cutter once a batch is made, to be cut into
+        // again: fresh buffers cost a page fault per 4 KiB.
+        let (spare_sender, spare_receiver) = std::sync::mpsc::channel::<Vec<Vec<f32>>>();
         scope.spawn(move || {
             // A few rows first, then as many as weigh about BATCH_BYTES, from what the last
             // batch weighed: fields of view are only known in pixels once cut.
             let (mut start, mut rows_per_batch) = (0, 8);
+            let mut spare = Vec::new();
             while start < request.rows.len() {
+                spare.extend(spare_receiver.try_iter().flatten());
                 let end = (start + rows_per_batch).min(request.rows.len());
-                let planes = cut_batch(&state.tiles, &request.rows[start..end], request);
+                let planes =
+                    cut_batch(&state.tiles, &request.rows[start..end], request, &mut spare);
                 let bytes: usize = planes.iter().map(|(d, _)| d.len() * 4).sum();
                 let per_row = (bytes / (end - start)).max(1);
                 rows_per_batch = (BATCH_BYTES / per_row).clamp(1, 1024);
@@ -197,6 +203,8 @@ fn stream_tensors(
                 Ok(b) => b,
                 Err(e) => return fail(e),
             };
+            // The cutter may have finished: then the memory is just freed.
+            let _ = spare_sender.send(planes.into_iter().map(|(data, _)| data).collect());
             if sender.blocking_send(Ok(bytes)).is_err() {
                 return; // the client went away; leaving drops the receiver, stopping the cutter
             }
@@ -212,31 +220,39 @@ fn stream_tensors(
 }
 
 /// One batch's planes (row-major, `bands` per row) and their `(width, height)`: the cutout,
-/// or a 1×1 NaN plane where a row or band has none.
+/// or a 1×1 NaN plane where a row or band has none; cut into the `spare` buffers while there
+/// are any.
 fn cut_batch(
     tiles: &Tiles,
     rows: &[Option<(f64, f64, Size)>],
     request: &TensorRequest,
+    spare: &mut Vec<Vec<f32>>,
 ) -> Vec<(Vec<f32>, (usize, usize))> {
-    rows.par_iter()
-        .flat_map_iter(|row| {
-            request.bands.iter().map(move |band| {
-                let cut = row.and_then(|(ra, dec, size)| {
-                    let planned =
-                        plan_at(tiles, ra, dec, size, band, request.volume.as_deref()).ok()?;
-                    let w = planned.window;
-                    if w.width.max(w.height) > MAX_CUT_SIDE {
-                        return None;
-                    }
-                    cut_planned(tiles, planned).ok()
-                });
-                match cut {
-                    Some(c) => (c.data, (c.width, c.height)),
-                    None => (vec![f32::NAN], (1, 1)),
+    let bands = request.bands.len().max(1);
+    let mut planes: Vec<(Vec<f32>, (usize, usize))> = (0..rows.len() * bands)
+        .map(|_| (spare.pop().unwrap_or_default(), (1, 1)))
+        .collect();
+    planes
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(k, (data, size))| {
+            let band = &request.bands[k % bands];
+            let cut = rows[k / bands].and_then(|(ra, dec, fov)| {
+                let planned = plan_at(tiles, ra, dec, fov, band, request.volume.as_deref()).ok()?;
+                let w = planned.window;
+                if w.width.max(w.height) > MAX_CUT_SIDE {
+                    return None;
                 }
-            })
-        })
-        .collect()
+                cut_planned_into(tiles, planned, data).ok()?;
+                Some((w.width, w.height))
+            });
+            *size = cut.unwrap_or_else(|| {
+                data.clear();
+                data.push(f32::NAN);
+                (1, 1)
+            });
+        });
+    planes
 }
 
 /// One batch's tensor values, C order.
