@@ -69,9 +69,9 @@ pub fn stitch(window: Window, sources: &[Source<'_>]) -> Result<Stitched> {
     })
 }
 
-/// [`stitch`] into `data` (made `width × height` long; what it held does not matter): a caller cutting many
-/// windows reuses one buffer's memory rather than faulting in fresh pages for each. Returns
-/// [`Stitched::filled`].
+/// [`stitch`] into `data` (made `width × height` long; what it held does not matter): a
+/// caller cutting many windows reuses one buffer's memory rather than faulting in fresh pages
+/// for each. Returns [`Stitched::filled`].
 pub fn stitch_into(
     window: Window,
     sources: &[Source<'_>],

@@ -406,7 +406,8 @@ impl BatchTables {
 static MADE_TABLES: LazyLock<Mutex<TablesBySize>> = LazyLock::new(Mutex::default);
 /// Axis tables by filter, input length and output length.
 type TablesBySize = HashMap<(Filter, usize, usize), Arc<AxisTable>>;
-/// [`MADE_TABLES`] is emptied when it reaches this many (a few MiB at 224 a side).
+/// [`MADE_TABLES`] is emptied when it reaches this many (up to ~20 MiB of Lanczos weights at
+/// 224 a side).
 const KEPT_TABLES: usize = 2048;
 
 impl AxisTable {
