@@ -14,6 +14,13 @@ insitu's figure is the whole request (catalogue parsing, cutting, kernels, strea
 same first rows), which is then compared per galaxy with insitu's tensor (correlation > 0.99:
 the two compute the same images, up to the resampling kernels).
 
+When the `insitu` Python package is installed (a release wheel:
+`.venv/bin/maturin build --release -m python/Cargo.toml -o dist --auditwheel skip` and
+`.venv/bin/pip install dist/insitu-*.whl`), the same catalogue is also made in process by
+`insitu.Volume(volume).tensors(...)`, 1,000 rows a call into one reused array (`out=`) as a
+data loader would ask (the engine's tensor path without HTTP), and checked equal to the
+server's tensor.
+
 Usage: tensors_vs_python.py [--insitu-bin PATH] [--rows 10000] [--python-rows 300]
                             [--size 224] [--device cpu|gpu|auto]
 (default binary target/release/insitu: `cargo build --release -p insitu-server`; needs
@@ -118,6 +125,33 @@ def python_tensor(files, ra, dec, fov, t, size):
     return out
 
 
+def in_process(volume, cat, args, work, first):
+    """Seconds for `insitu.Volume.tensors` over the catalogue, 1,000 rows a call into one
+    array (None when the package is not installed); its first rows checked against the
+    server's tensor."""
+    try:
+        import insitu
+    except ImportError:
+        print("the insitu Python package is not installed: no in-process figure")
+        return None
+    ra, dec, fov = (np.array([row[k] for row in cat]) for k in range(3))
+    tiles = insitu.Volume(volume, name="bench", cache_dir=work / "python-cache")
+
+    def make(rows, out=None):
+        return tiles.tensors(ra[rows], dec[rows], BANDS, args.size, fov_arcsec=fov[rows],
+                             stretch="asinh", filter="lanczos3", percentile=99.5,
+                             device=args.device, out=out)
+
+    np.testing.assert_allclose(make(slice(0, len(first))), first, rtol=0, atol=1e-6)
+    # One array reused for every call, as a loader's pinned buffer.
+    out = np.empty((1000, len(BANDS), args.size, args.size), np.float32)
+    started = time.perf_counter()
+    for start in range(0, len(cat), 1000):
+        rows = slice(start, min(start + 1000, len(cat)))
+        make(rows, out[:rows.stop - rows.start])
+    return time.perf_counter() - started
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--insitu-bin", type=Path, default=REPO / "target" / "release" / "insitu")
@@ -169,6 +203,8 @@ def main():
     expected_bytes = args.rows * len(BANDS) * args.size * args.size * 4
     assert received >= expected_bytes, (received, expected_bytes)
 
+    package_s = in_process(volume, cat, args, work, first)
+
     files = {b: [(fits.getdata(p, memmap=True), w) for p, w in tiles[b]] for b in BANDS}
     n = min(args.python_rows, len(cat))
     started = time.perf_counter()
@@ -189,11 +225,17 @@ def main():
         f"| insitu `POST /tensors` ({args.device}; {cores} cores) | {args.rows} | {insitu_s:.2f} | "
         f"{insitu_rate:.1f} | {insitu_rate / python_rate:.1f} |",
     ]
+    if package_s is not None:
+        package_rate = args.rows / package_s
+        table.append(f"| insitu Python package `Volume.tensors`, in process ({args.device}; "
+                     f"{cores} cores) | {args.rows} | {package_s:.2f} | {package_rate:.1f} | "
+                     f"{package_rate / python_rate:.1f} |")
     print(f"\n{len(BANDS)} bands, {args.size}², fields of view 10–30″; {device}")
     print(f"server peak RSS {rss:.0f} MiB; {received / 2**30:.2f} GiB streamed")
     print("\n".join(table))
     (work / "results_tensors.json").write_text(json.dumps(dict(
-        rows=args.rows, python_rows=n, insitu_s=insitu_s, python_s=python_s, device=device,
+        rows=args.rows, python_rows=n, insitu_s=insitu_s, python_s=python_s,
+        package_s=package_s, device=device,
         peak_rss_mib=rss, cores=cores)))
 
 

@@ -41,6 +41,9 @@ pub enum Error {
     /// size FITS cannot hold (the output's own I/O errors are [`Error::Io`]).
     #[error("FITS table output: {0}")]
     TableWrite(String),
+    /// A data volume that cannot be scanned: a bad name, a missing folder.
+    #[error("{0}")]
+    Volume(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

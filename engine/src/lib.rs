@@ -5,10 +5,14 @@
 //! coordinates ([`wcs::Wcs`]) and cuts images exactly as astropy's `Cutout2D` does
 //! ([`cutout`]), one at a time or in bulk from a catalogue ([`bulk`]), or across the edges of
 //! adjacent tiles by nearest pixel ([`stitch`]). Tile-compressed and gzipped files go through
-//! cfitsio.
+//! cfitsio. Folders of mosaic tiles are scanned into [`volume::Tiles`], which finds the tiles
+//! holding a sky position: [`position_cutout`] cuts there in any band, stitching across tile
+//! edges, and [`tensor_cuts`] plans and cuts a whole catalogue's planes for tensors, batch by
+//! batch, the next batch cut while the caller's kernels turn this one into a tensor.
 //!
 //! It does not serve HTTP, plan queries or resample: those are `insitu-server`,
-//! `insitu-adql` and `insitu-gpu`.
+//! `insitu-adql` and `insitu-gpu` (whose kernels [`tensor_cuts`] is handed as a closure, so
+//! that the engine stays free of wgpu).
 //!
 //! Main entry types: [`fits::FitsFile`], [`fits::Image`], [`wcs::Wcs`], [`cutout::CutoutRequest`].
 
@@ -21,7 +25,10 @@ pub mod fits;
 mod mmap;
 pub mod npy;
 pub mod partial_file;
+pub mod position_cutout;
 pub mod stitch;
+pub mod tensor_cuts;
+pub mod volume;
 pub mod wcs;
 
 pub use error::{Error, Result};

@@ -522,4 +522,18 @@ impl Tensorizer {
             Tensorizer::Cpu => reference::tensor_in(batch, recipe, buffer),
         }
     }
+
+    /// The tensor's values written into `out`, which holds exactly the tensor (C order), for
+    /// callers that own the memory (a numpy array). The CPU path writes in place; the GPU
+    /// path copies what it reads back.
+    pub fn tensor_into(&self, batch: &Batch<'_>, recipe: &Recipe, out: &mut [f32]) -> Result<()> {
+        match self {
+            Tensorizer::Gpu(gpu) => {
+                reference::check_len(batch, recipe, out.len())?;
+                out.copy_from_slice(&gpu.tensor(batch, recipe)?.data);
+                Ok(())
+            }
+            Tensorizer::Cpu => reference::tensor_into(batch, recipe, out),
+        }
+    }
 }

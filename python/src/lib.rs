@@ -1,19 +1,26 @@
 //! insitu-python: the `insitu` Python package's native module (`insitu._insitu`). FITS images
 //! read in place by `insitu-engine` (memory-mapped: only the pages under a cutout are read)
 //! give cutouts as numpy arrays, exactly astropy's `Cutout2D` windows, one at a time or many
-//! in parallel; `insitu-gpu` turns planes into `[N, C, H, W]` tensors (GPU or CPU). The Python
+//! in parallel; `insitu-gpu` turns planes into `[N, C, H, W]` tensors (GPU or CPU), and a
+//! scanned folder of tiles (`Volume`) gives a catalogue's tensors straight from the tiles. The Python
 //! side (`insitu/__init__.py`) converts arguments and documents the API; this file holds no
 //! FITS or tensor logic of its own.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use insitu_engine::cutout::{self, Center, CutoutRequest, Mode, Size, Window};
 use insitu_engine::fits::FitsFile;
+use insitu_engine::position_cutout::cut_at;
+use insitu_engine::tensor_cuts::{cut_batches, TensorCuts};
+use insitu_engine::volume::{scan_volume, Tiles};
 use insitu_engine::wcs::Wcs;
 use insitu_gpu::stretch::{Interval, Stretch};
 use insitu_gpu::{Batch, Device, Filter, Plane, Recipe, Scaling, Tensorizer};
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{
+    PyArray1, PyArray4, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
@@ -219,6 +226,41 @@ fn tensorizer(device: &str) -> PyResult<&'static Tensorizer> {
     Ok(PATHS[k].get_or_init(|| Tensorizer::new(device)))
 }
 
+/// The recipe of the keyword arguments `tensors` and `Volume.tensors` share.
+#[allow(clippy::too_many_arguments)]
+fn recipe(
+    (height, width): (usize, usize),
+    filter: &str,
+    flux_conserving: bool,
+    stretch: &str,
+    a: Option<f32>,
+    interval: &str,
+    (lower, upper): (f32, f32),
+    fill: f32,
+) -> PyResult<Recipe> {
+    let filter: Filter = filter.parse().map_err(value_error)?;
+    let stretch = Stretch::named(stretch, a).map_err(value_error)?;
+    let interval = match interval {
+        "percentile" => Interval::Percentile { lower, upper },
+        "minmax" => Interval::MinMax,
+        other => {
+            return Err(value_error(format!(
+                "interval {other:?} is not percentile or minmax"
+            )))
+        }
+    };
+    let recipe = Recipe {
+        height,
+        width,
+        filter,
+        flux_conserving,
+        scaling: stretch.map(|stretch| Scaling { interval, stretch }),
+        fill,
+    };
+    recipe.check().map_err(value_error)?;
+    Ok(recipe)
+}
+
 /// The tensor of `planes` (items × channels of float32 2-D arrays, any sizes): float32
 /// `[N, C, size_h, size_w]`, made as insitu's `/tensors` makes it.
 #[pyfunction]
@@ -239,25 +281,16 @@ fn tensors<'py>(
     fill: f32,
     device: &str,
 ) -> PyResult<(Bound<'py, PyAny>, String)> {
-    let filter: Filter = filter.parse().map_err(value_error)?;
-    let stretch = Stretch::named(stretch, a).map_err(value_error)?;
-    let interval = match interval {
-        "percentile" => Interval::Percentile { lower, upper },
-        "minmax" => Interval::MinMax,
-        other => {
-            return Err(value_error(format!(
-                "interval {other:?} is not percentile or minmax"
-            )))
-        }
-    };
-    let recipe = Recipe {
-        height,
-        width,
+    let recipe = recipe(
+        (height, width),
         filter,
         flux_conserving,
-        scaling: stretch.map(|stretch| Scaling { interval, stretch }),
+        stretch,
+        a,
+        interval,
+        (lower, upper),
         fill,
-    };
+    )?;
     let items = planes.len();
     let channels = planes.first().map_or(0, Vec::len);
     if let Some(k) = planes.iter().position(|p| p.len() != channels) {
@@ -294,9 +327,198 @@ fn tensors<'py>(
     Ok((array.into_any(), path.describe()))
 }
 
+/// A folder of FITS mosaic tiles, scanned (headers only; the scan is cached under
+/// `cache_dir`, never in the folder) and cut by sky position in any of its bands.
+#[pyclass(module = "insitu._insitu", frozen)]
+struct Volume {
+    tiles: Tiles,
+}
+
+/// `insitu.volume(path, name, cache_dir)`: scans the folder's FITS images.
+#[pyfunction]
+fn scan(py: Python<'_>, path: PathBuf, name: &str, cache_dir: PathBuf) -> PyResult<Volume> {
+    let volume = py
+        .detach(|| scan_volume(name, &path, &cache_dir))
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+    Ok(Volume {
+        tiles: Tiles::new(vec![volume]),
+    })
+}
+
+/// Per row: the position and the field of view, from `fov_arcsec` (one per row, NaN or ≤ 0
+/// giving no cutout) or `fov_pixels`.
+fn tensor_rows(
+    ra: &[f64],
+    dec: &[f64],
+    fov_arcsec: Option<&[f64]>,
+    fov_pixels: Option<usize>,
+) -> PyResult<Vec<Option<(f64, f64, Size)>>> {
+    if ra.len() != dec.len() || fov_arcsec.is_some_and(|f| f.len() != ra.len()) {
+        return Err(value_error(
+            "ra, dec and fov_arcsec must have one value per row",
+        ));
+    }
+    (0..ra.len())
+        .map(|k| {
+            let fov = match (fov_arcsec, fov_pixels) {
+                (Some(f), None) => (f[k].is_finite() && f[k] > 0.0).then_some(Size::Arcsec(f[k])),
+                (None, Some(0)) => return Err(value_error("fov_pixels must be positive")),
+                (None, Some(n)) => Some(Size::Pixels(n)),
+                _ => return Err(value_error("give fov_arcsec or fov_pixels, one of them")),
+            };
+            Ok(fov.map(|fov| (ra[k], dec[k], fov)))
+        })
+        .collect()
+}
+
+#[pymethods]
+impl Volume {
+    /// The bands (filter names) of the tiles, sorted.
+    #[getter]
+    fn bands(&self) -> Vec<String> {
+        self.tiles
+            .volumes()
+            .iter()
+            .flat_map(|v| v.bands())
+            .collect()
+    }
+
+    /// How many images the scan found.
+    fn __len__(&self) -> usize {
+        self.tiles.volumes().iter().map(|v| v.images.len()).sum()
+    }
+
+    /// `band`'s cutout around (`ra`, `dec`): float32 `[height, width]`, `Cutout2D`'s window on
+    /// the tile holding the position, pixels past its edge from the neighbouring tiles.
+    #[pyo3(signature = (ra, dec, band, *, size=None, size_arcsec=None))]
+    fn cutout<'py>(
+        &self,
+        py: Python<'py>,
+        ra: f64,
+        dec: f64,
+        band: &str,
+        size: Option<usize>,
+        size_arcsec: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let size = parse_size(size, size_arcsec)?;
+        let cut = py
+            .detach(|| cut_at(&self.tiles, ra, dec, size, band, None))
+            .map_err(value_error)?;
+        Ok(PyArray1::from_vec(py, cut.data)
+            .reshape([cut.height, cut.width])?
+            .into_any())
+    }
+
+    /// The tensor of the catalogue rows (`ra`, `dec`) in `bands`: float32 `[N, C, H, W]`, as
+    /// `/tensors` makes it (a row or band without a cutout is a plane of `fill`), written into
+    /// `out` when given (a C-contiguous float32 array of that shape, reused by a data loader).
+    #[pyo3(signature = (ra, dec, bands, height, width, *, fov_arcsec=None, fov_pixels=None, filter="lanczos3", flux_conserving=false, stretch="asinh", a=None, interval="percentile", lower=0.25, upper=99.75, fill=0.0, device="auto", out=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn tensors<'py>(
+        &self,
+        py: Python<'py>,
+        ra: PyReadonlyArray1<'py, f64>,
+        dec: PyReadonlyArray1<'py, f64>,
+        bands: Vec<String>,
+        height: usize,
+        width: usize,
+        fov_arcsec: Option<PyReadonlyArray1<'py, f64>>,
+        fov_pixels: Option<usize>,
+        filter: &str,
+        flux_conserving: bool,
+        stretch: &str,
+        a: Option<f32>,
+        interval: &str,
+        lower: f32,
+        upper: f32,
+        fill: f32,
+        device: &str,
+        out: Option<Bound<'py, PyArray4<f32>>>,
+    ) -> PyResult<(Bound<'py, PyAny>, String)> {
+        let recipe = recipe(
+            (height, width),
+            filter,
+            flux_conserving,
+            stretch,
+            a,
+            interval,
+            (lower, upper),
+            fill,
+        )?;
+        let known = self.bands();
+        if bands.is_empty() {
+            return Err(value_error("bands is empty: name the channels"));
+        }
+        if let Some(b) = bands
+            .iter()
+            .find(|b| !known.iter().any(|k| k.eq_ignore_ascii_case(b)))
+        {
+            return Err(value_error(format!(
+                "band {b} is not in the volume (it holds {})",
+                known.join(", ")
+            )));
+        }
+        let fov = fov_arcsec.as_ref().map(|f| f.as_array().to_vec());
+        let rows = tensor_rows(
+            &ra.as_array().to_vec(),
+            &dec.as_array().to_vec(),
+            fov.as_deref(),
+            fov_pixels,
+        )?;
+        let path = tensorizer(device)?;
+        let shape = [rows.len(), bands.len(), height, width];
+        let array = match out {
+            Some(array) if array.shape() != shape => {
+                return Err(value_error(format!(
+                    "out has shape {:?}; the tensor's is {shape:?}",
+                    array.shape()
+                )))
+            }
+            Some(array) => array,
+            None => PyArray4::zeros(py, shape, false),
+        };
+        {
+            let mut view = array.try_readwrite().map_err(value_error)?;
+            let values = view
+                .as_slice_mut()
+                .map_err(|_| value_error("out must be a C-contiguous array"))?;
+            let per_row = bands.len() * height * width;
+            py.detach(|| {
+                cut_batches(&self.tiles, &TensorCuts::new(&rows, &bands), |batch| {
+                    let planes = batch
+                        .planes
+                        .iter()
+                        .map(|p| Plane::new(p.width, p.height, &p.data))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let at = batch.start * per_row;
+                    let into = &mut values[at..at + batch.rows * per_row];
+                    path.tensor_into(&Batch::new(batch.rows, bands.len(), planes)?, &recipe, into)?;
+                    Ok::<_, insitu_gpu::Error>(ControlFlow::Continue(()))
+                })
+            })
+            .map_err(value_error)?;
+        }
+        Ok((array.into_any(), path.describe()))
+    }
+
+    fn __repr__(&self) -> String {
+        match self.tiles.volumes().first() {
+            Some(v) => format!(
+                "insitu.Volume({:?}, {} images, bands {})",
+                v.root,
+                v.images.len(),
+                v.bands().join(", ")
+            ),
+            None => "insitu.Volume()".into(),
+        }
+    }
+}
+
 #[pymodule]
 fn _insitu(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FitsImage>()?;
+    m.add_class::<Volume>()?;
+    m.add_function(wrap_pyfunction!(scan, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(tensors, m)?)?;
     Ok(())

@@ -1,8 +1,9 @@
 """The `insitu` Python package (the wheel `.ci/test` builds and installs) against astropy:
 cutouts equal `Cutout2D` of the physical data (float and scaled integer images, sky and
 pixel positions, every mode, positions off the edges), `cutouts` equals a loop of `cutout`,
-`tensors` equals Pillow's resize with astropy's interval and stretch, and bad input raises
-clear errors.
+`tensors` equals Pillow's resize with astropy's interval and stretch, a `Volume` of tiles
+cuts as `Cutout2D` does and makes a catalogue's tensors from those cutouts, and bad input
+raises clear errors.
 """
 
 import astropy.units as u
@@ -149,3 +150,85 @@ def test_bad_input_raises_clear_errors(images, tmp_path):
             insitu.tensors([[plane]], **kwargs)
     with pytest.raises(ValueError, match="channels"):
         insitu.tensors([[plane], [plane, plane]], 8)
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    """A folder of two tiles side by side on one tangent plane, in two bands."""
+    rng = np.random.default_rng(11)
+    root = tmp_path_factory.mktemp("volume")
+    nx, ny = 120, 90
+    tiles = {}
+    for band in ["VIS", "NIR_H"]:
+        for k, dx in enumerate([0, nx]):
+            h = header(nx, ny)
+            h["CRPIX1"] = nx / 2 + 0.5 - dx  # tile k spans x = dx .. dx + nx of the plane
+            h["FILTER"] = band
+            data = rng.normal(0, 1, (ny, nx)).astype(np.float32)
+            data[40:50, 50:60] += 30 * (k + 1)
+            fits.PrimaryHDU(data, h).writeto(root / f"{band}_{k}.fits")
+            tiles[band, k] = (data, WCS(h))
+    return root, tiles
+
+
+def test_volume_cuts_and_tensors_equal_cutout2d(volume, tmp_path):
+    root, tiles = volume
+    before = sorted(p.name for p in root.iterdir())
+    vol = insitu.Volume(root, cache_dir=tmp_path / "cache")
+    assert vol.bands == ["NIR_H", "VIS"] and len(vol) == 4
+    assert sorted(p.name for p in root.iterdir()) == before, "nothing is written into the volume"
+    # Positions well inside one tile or the other, from their own WCS.
+    spots = [(0, 30.2, 44.7), (1, 70.0, 20.4), (0, 55.5, 45.1), (1, 20.3, 60.8)]
+    sky = [tiles["VIS", k][1].pixel_to_world(x, y) for k, x, y in spots]
+    ra = np.array([c.ra.deg for c in sky] + [10.0])  # the last one is off every tile
+    dec = np.array([c.dec.deg for c in sky] + [-30.0])
+    bands = ["VIS", "NIR_H"]
+    planes = [[astropy_cutout(tiles[b, k][0], c, 24, wcs=tiles[b, k][1]) for b in bands]
+              for (k, _, _), c in zip(spots, sky)]
+    for (k, _, _), c, item in zip(spots, sky, planes):
+        for b, want in zip(bands, item):
+            got = vol.cutout(c.ra.deg, c.dec.deg, b, size=24)
+            np.testing.assert_array_equal(got, want)
+    t = vol.tensors(ra, dec, bands, 32, fov_pixels=24, device="cpu")
+    assert t.shape == (5, 2, 32, 32) and t.dtype == np.float32
+    want = insitu.tensors(planes, 32, device="cpu")
+    np.testing.assert_array_equal(t[:4], want)
+    assert np.all(t[4] == 0.0), "a row off the tiles is a plane of fill"
+    reused = np.full(t.shape, -7.0, np.float32)
+    assert vol.tensors(ra, dec, bands, 32, fov_pixels=24, device="cpu", out=reused) is reused
+    np.testing.assert_array_equal(reused, t)
+    # A field of view in arcsec per row follows each row, as Cutout2D's angular size.
+    fov = np.array([2.0, 3.0, 2.4, 1.5, 2.0])
+    t = vol.tensors(ra, dec, ["VIS"], 16, fov_arcsec=fov, stretch="none", filter="bilinear",
+                    device="cpu")
+    for row, ((k, _, _), c) in enumerate(zip(spots, sky)):
+        data, wcs = tiles["VIS", k]
+        cut = Cutout2D(data, c, fov[row] * u.arcsec, wcs=wcs, mode="partial",
+                       fill_value=np.nan).data
+        want = insitu.tensors([[cut]], 16, stretch="none", filter="bilinear", device="cpu")
+        np.testing.assert_array_equal(t[row], want[0])
+
+
+def test_volume_bad_input_raises_clear_errors(volume, tmp_path):
+    root, _ = volume
+    vol = insitu.Volume(root, cache_dir=tmp_path)
+    ra, dec = np.array([150.0]), np.array([2.2])
+    for kwargs, why in [
+        (dict(bands=["NIR_J"], size=8, fov_pixels=8), "not in the volume"),
+        (dict(bands=[], size=8, fov_pixels=8), "bands is empty"),
+        (dict(bands=["VIS"], size=8), "fov_arcsec or fov_pixels"),
+        (dict(bands=["VIS"], size=8, fov_pixels=0), "positive"),
+        (dict(bands=["VIS"], size=0, fov_pixels=8), "empty"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            vol.tensors(ra, dec, **kwargs)
+    with pytest.raises(ValueError, match="one value per row"):
+        vol.tensors(ra, np.array([1.0, 2.0]), ["VIS"], 8, fov_pixels=8)
+    for out, why in [(np.zeros((2, 1, 8, 8), np.float32), "shape"),
+                     (np.zeros((1, 1, 8, 16), np.float32)[..., ::2], "C-contiguous")]:
+        with pytest.raises(ValueError, match=why):
+            vol.tensors(ra, dec, ["VIS"], 8, fov_pixels=8, out=out)
+    with pytest.raises(ValueError, match="no tile"):
+        vol.cutout(10.0, -30.0, "VIS", size=8)
+    with pytest.raises(OSError, match="not a folder|cannot read"):
+        insitu.Volume(tmp_path / "missing", cache_dir=tmp_path)

@@ -5,8 +5,8 @@
 //! ([`vosi`])) with VOTable in and out ([`votable`]), DALI parameters and errors ([`dali`]) and
 //! Prometheus metrics ([`metrics`]); with no table it serves the demo tables ([`demo_tables`]).
 //! It serves the FITS images of read-only data volumes ([`volumes`]: tile index, ObsCore,
-//! `/volumes`) as position-first cutouts stitched across tiles ([`position_cutout`],
-//! [`cutout_service`]), previews ([`preview`]) and bulk cutout jobs ([`bulk_jobs`]).
+//! `/volumes`) as position-first cutouts stitched across tiles (the engine's
+//! [`position_cutout`], [`cutout_service`]), previews ([`preview`]) and bulk cutout jobs ([`bulk_jobs`]).
 //! The command line also holds `insitu cutout` (one cutout or bulk cutouts), `insitu demo`
 //! (a Euclid-MER-like mosaic, cut in bulk), `insitu preview` (a PNG or JPEG quick look,
 //! grey or an RGB composite: [`preview_command`]) and `insitu query` (one ADQL query over
@@ -31,7 +31,6 @@ pub mod file_stream;
 pub mod k8s_command;
 pub mod launcher_command;
 pub mod metrics;
-pub mod position_cutout;
 pub mod preview;
 pub mod preview_command;
 pub mod query_command;
@@ -45,3 +44,6 @@ pub mod uws;
 pub mod volumes;
 pub mod vosi;
 pub mod votable;
+
+/// Position-first cutouts live in the engine, beside the volumes' tiles they cut.
+pub use insitu_engine::position_cutout;

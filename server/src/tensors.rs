@@ -1,11 +1,11 @@
 //! `/tensors`: ML-ready tensors from the volumes' tiles. For each catalogue row and band, a
-//! position-first cutout of the row's field of view ([`crate::position_cutout::cut_at`]: the
-//! tile holding it, stitched across tile edges); the batch then becomes one `[N, C, H, W]`
-//! float32 tensor through [`insitu_gpu`] (resampled, stretched, filled: a
-//! [`insitu_gpu::Recipe`]), on the GPU when the server has one, else on the CPU, and is
-//! streamed (as `.npy`, safetensors or Arrow IPC) a batch of rows at a time: the cutting of the next batch overlaps the
-//! kernels of this one and the sending of the one before, so memory stays bounded by a few
-//! batches whatever the catalogue's length.
+//! position-first cutout of the row's field of view, cut batch by batch by
+//! [`insitu_engine::tensor_cuts`] (the tile holding it, stitched across tile edges, reads
+//! grouped by tile); each batch then becomes one `[N, C, H, W]` float32 tensor through
+//! [`insitu_gpu`] (resampled, stretched, filled: a [`insitu_gpu::Recipe`]), on the GPU when
+//! the server has one, else on the CPU, and is streamed (as `.npy`, safetensors or Arrow IPC):
+//! the cutting of the next batch overlaps the kernels of this one and the sending of the one
+//! before, so memory stays bounded by a few batches whatever the catalogue's length.
 //!
 //! Parameters (GET query, or POST form or multipart; names case-insensitive):
 //! - the catalogue: the multipart part `catalog`, or the `CATALOG` parameter holding its text
@@ -25,10 +25,12 @@
 //!
 //! The tensor's rows are in the catalogue's order, each plane in FITS row order (the first
 //! row is the bottom one, as numpy holds `hdu.data`). A row or band that cannot be cut (no
-//! valid position, no tile, a field of view over [`MAX_CUT_SIDE`] pixels) is a plane of
+//! valid position, no tile, a field of view over
+//! [`MAX_CUT_SIDE`](insitu_engine::tensor_cuts::MAX_CUT_SIDE) pixels) is a plane of
 //! `FILL`. Errors are JSON `{"error": …}` with 400, found before the first byte is sent. `INSITU_TENSOR_DEVICE` (`auto`, `gpu`, `cpu`) chooses
 //! the path; `auto` uses a hardware GPU and the CPU otherwise.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
@@ -41,22 +43,15 @@ use insitu_adql::arrow::array::{Array, AsArray, RecordBatch};
 use insitu_adql::arrow::compute::cast;
 use insitu_adql::arrow::datatypes::{DataType, Float64Type};
 use insitu_engine::cutout::Size;
+use insitu_engine::tensor_cuts::{cut_batches, CutPlane, TensorCuts};
 use insitu_gpu::stretch::{Interval, Stretch};
 use insitu_gpu::{Batch, Device, Filter, Plane, Recipe, Scaling, Tensorizer};
-use rayon::prelude::*;
 
 use crate::bulk_jobs::{band_list, read_catalogue, served_volume, Catalogue, MAX_CATALOG_BYTES};
 use crate::cutout_service::parse_size;
 use crate::dali::DaliParams;
-use crate::position_cutout::{cut_planned_into, plan_at};
 use crate::tensor_format::{Encoder, TensorFormat};
 use crate::volumes::Tiles;
-
-/// Pixels cut for one batch of rows, about: bounds the memory of a request.
-const BATCH_BYTES: usize = 32 << 20;
-/// The widest field of view cut for a tensor, pixels a side (16 MiB of float32): a larger one
-/// is a plane of `FILL`, since no output (at most 2048 a side) needs more.
-pub const MAX_CUT_SIDE: usize = 2048;
 
 /// What `/tensors` needs: the tiles, and the tensor path, chosen on first use.
 pub struct TensorState {
@@ -155,7 +150,8 @@ async fn tensors(State(state): State<Arc<TensorState>>, request: Request) -> Res
 }
 
 /// Cuts, makes and sends the tensor batch by batch (blocking); stops when the client goes.
-/// A cutter thread cuts the next batch while this one is made and sent.
+/// The engine cuts the next batch while this one is made and sent
+/// ([`insitu_engine::tensor_cuts`]).
 fn stream_tensors(
     state: &TensorState,
     request: &TensorRequest,
@@ -164,108 +160,43 @@ fn stream_tensors(
 ) {
     let tensorizer = state.tensorizer();
     let bands = request.bands.len();
-    std::thread::scope(|scope| {
-        let (cut_sender, cut_receiver) = std::sync::mpsc::sync_channel(1);
-        // The planes' memory comes back to the cutter once a batch is made, to be cut into
-        // again: fresh buffers cost a page fault per 4 KiB.
-        let (spare_sender, spare_receiver) = std::sync::mpsc::channel::<Vec<Vec<f32>>>();
-        scope.spawn(move || {
-            // A few rows first, then as many as weigh about BATCH_BYTES, from what the last
-            // batch weighed: fields of view are only known in pixels once cut.
-            let (mut start, mut rows_per_batch) = (0, 8);
-            let mut spare = Vec::new();
-            while start < request.rows.len() {
-                spare.extend(spare_receiver.try_iter().flatten());
-                let end = (start + rows_per_batch).min(request.rows.len());
-                let planes =
-                    cut_batch(&state.tiles, &request.rows[start..end], request, &mut spare);
-                let bytes: usize = planes.iter().map(|(d, _)| d.len() * 4).sum();
-                let per_row = (bytes / (end - start)).max(1);
-                rows_per_batch = (BATCH_BYTES / per_row).clamp(1, 1024);
-                start = end;
-                if cut_sender.send(planes).is_err() {
-                    return; // the maker stopped
-                }
-            }
-        });
-        let fail = |e: String| {
+    let mut cuts = TensorCuts::new(&request.rows, &request.bands);
+    cuts.volume = request.volume.as_deref();
+    let sent = cut_batches(&state.tiles, &cuts, |batch| {
+        let buffer = encoder.buffer();
+        let values = make_tensor(tensorizer, &batch.planes, bands, &request.recipe, buffer)
+            .map_err(|e| e.to_string())?;
+        let bytes = encoder.batch(values, batch.rows)?;
+        Ok(match sender.blocking_send(Ok(bytes)) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()), // the client went away
+        })
+    })
+    .and_then(|()| encoder.finish());
+    match sent {
+        Ok(Some(end)) => {
+            let _ = sender.blocking_send(Ok(end));
+        }
+        Ok(None) => {}
+        Err(e) => {
             tracing::error!("/tensors: {e}");
             // The client sees the stream end in an error rather than a short file.
             let _ = sender.blocking_send(Err(std::io::Error::other(e)));
-        };
-        for planes in cut_receiver {
-            let rows = planes.len() / bands.max(1);
-            let buffer = encoder.buffer();
-            let bytes = match make_tensor(tensorizer, &planes, bands, &request.recipe, buffer)
-                .map_err(|e| e.to_string())
-                .and_then(|values| encoder.batch(values, rows))
-            {
-                Ok(b) => b,
-                Err(e) => return fail(e),
-            };
-            // The cutter may have finished: then the memory is just freed.
-            let _ = spare_sender.send(planes.into_iter().map(|(data, _)| data).collect());
-            if sender.blocking_send(Ok(bytes)).is_err() {
-                return; // the client went away; leaving drops the receiver, stopping the cutter
-            }
         }
-        match encoder.finish() {
-            Ok(Some(end)) => {
-                let _ = sender.blocking_send(Ok(end));
-            }
-            Ok(None) => {}
-            Err(e) => fail(e),
-        }
-    });
-}
-
-/// One batch's planes (row-major, `bands` per row) and their `(width, height)`: the cutout,
-/// or a 1×1 NaN plane where a row or band has none; cut into the `spare` buffers while there
-/// are any.
-fn cut_batch(
-    tiles: &Tiles,
-    rows: &[Option<(f64, f64, Size)>],
-    request: &TensorRequest,
-    spare: &mut Vec<Vec<f32>>,
-) -> Vec<(Vec<f32>, (usize, usize))> {
-    let bands = request.bands.len().max(1);
-    let mut planes: Vec<(Vec<f32>, (usize, usize))> = (0..rows.len() * bands)
-        .map(|_| (spare.pop().unwrap_or_default(), (1, 1)))
-        .collect();
-    planes
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(k, (data, size))| {
-            let band = &request.bands[k % bands];
-            let cut = rows[k / bands].and_then(|(ra, dec, fov)| {
-                let planned = plan_at(tiles, ra, dec, fov, band, request.volume.as_deref()).ok()?;
-                let w = planned.window;
-                if w.width.max(w.height) > MAX_CUT_SIDE {
-                    return None;
-                }
-                cut_planned_into(tiles, planned, data).ok()?;
-                Some((w.width, w.height))
-            });
-            *size = cut.unwrap_or_else(|| {
-                data.clear();
-                data.push(f32::NAN);
-                (1, 1)
-            });
-        });
-    planes
+    }
 }
 
 /// One batch's tensor values, C order.
 fn make_tensor(
     tensorizer: &Tensorizer,
-    planes: &[(Vec<f32>, (usize, usize))],
+    planes: &[CutPlane],
     bands: usize,
     recipe: &Recipe,
     buffer: Vec<f32>,
 ) -> Result<Vec<f32>, insitu_gpu::Error> {
     let planes = planes
         .iter()
-        .map(|(data, (w, h))| Plane::new(*w, *h, data))
+        .map(|p| Plane::new(p.width, p.height, &p.data))
         .collect::<Result<Vec<_>, _>>()?;
     let batch = Batch::new(planes.len() / bands.max(1), bands, planes)?;
     Ok(tensorizer.tensor_in(&batch, recipe, buffer)?.data)

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use insitu_engine::fits::{FitsFile, Image};
-use insitu_engine::wcs::Wcs;
+use crate::fits::{FitsFile, Image};
+use crate::wcs::Wcs;
 
 use super::{ImageRow, Volume};
 
@@ -50,7 +50,7 @@ impl std::fmt::Debug for OpenImage {
 
 impl OpenImage {
     /// The image HDU's pixels.
-    pub fn image(&self) -> Result<Image<'_>, insitu_engine::Error> {
+    pub fn image(&self) -> Result<Image<'_>, crate::Error> {
         self.file.image(self.hdu)
     }
 }
@@ -162,7 +162,7 @@ impl Tiles {
             ));
         }
         // Engine errors carry the server's path: keep the reason, not the path.
-        let reason = |e: insitu_engine::Error| {
+        let reason = |e: crate::Error| {
             let text = e.to_string();
             let path_text = path.display().to_string();
             unreadable(text.replace(&path_text, "").trim_start_matches(": "))
@@ -234,83 +234,5 @@ impl Tiles {
             }
             None => false,
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::volumes::{ensure_demo_volume, scan_volume, DEMO_VOLUME};
-
-    fn demo() -> (tempfile::TempDir, Tiles) {
-        let cache = tempfile::tempdir().unwrap();
-        let root = ensure_demo_volume(cache.path()).unwrap();
-        let volume = scan_volume(DEMO_VOLUME, &root, cache.path()).unwrap();
-        (cache, Tiles::new(vec![volume]))
-    }
-
-    #[test]
-    fn ids_name_scanned_images_only() {
-        let (_cache, tiles) = demo();
-        let first = TileId {
-            volume: 0,
-            image: 0,
-        };
-        let (volume, row) = tiles.row(first);
-        let did = tiles.did(first);
-        assert_eq!(tiles.dataset(&did), Ok(first));
-        let plain = format!("{}/{}", volume.name.to_uppercase(), row.relative_path);
-        assert_eq!(tiles.dataset(&plain), Ok(first));
-        let root = volume.root.display().to_string();
-        for bad in [
-            "".to_string(),
-            "euclid_demo".to_string(),
-            format!("euclid_demo/../{}", row.relative_path),
-            format!("euclid_demo//{}", row.relative_path),
-            format!("{root}/{}", row.relative_path),
-            "euclid_demo/README".to_string(),
-            "other/MER".to_string(),
-            format!("{DID_PREFIX}euclid_demo/{}", row.relative_path),
-        ] {
-            let err = tiles.dataset(&bad).unwrap_err();
-            assert!(matches!(err, LookupError::NotFound(_)), "{bad}");
-        }
-        let open = tiles.open(first).unwrap();
-        assert_eq!(open.image().unwrap().width() as i64, row.naxis1);
-    }
-
-    #[test]
-    fn positions_find_the_tiles_holding_them() {
-        let (_cache, tiles) = demo();
-        let volume = &tiles.volumes()[0];
-        for (i, row) in volume.images.iter().enumerate() {
-            let id = TileId {
-                volume: 0,
-                image: i,
-            };
-            let band = row.filter_name.as_deref();
-            // The centre lies in this tile only (the demo tiles do not overlap), its band only.
-            assert_eq!(tiles.covering(row.ra, row.dec, band, None), vec![id]);
-            let all = tiles.covering(row.ra, row.dec, None, Some("EUCLID_DEMO"));
-            assert_eq!(all.len(), volume.bands().len(), "one tile per band");
-            assert!(all.contains(&id));
-            // Pixel (0, 0) holds its own sky position; a position a pixel outside it does not.
-            let open = tiles.open(id).unwrap();
-            let (ra, dec) = open.wcs.pixel_to_sky(0.0, 0.0).unwrap();
-            assert!(tiles.holds(id, ra, dec));
-            let (ra, dec) = open.wcs.pixel_to_sky(-0.6, 0.0).unwrap();
-            assert!(!tiles.holds(id, ra, dec));
-        }
-        assert!(tiles.covering(10.0, 10.0, None, None).is_empty());
-        assert!(tiles.covering(f64::NAN, 0.0, None, None).is_empty());
-        assert!(tiles.covering(0.0, 91.0, None, None).is_empty());
-        let row = &volume.images[0];
-        assert!(tiles
-            .covering(row.ra, row.dec, None, Some("nope"))
-            .is_empty());
-        assert!(tiles
-            .covering(row.ra, row.dec, Some("NIR_J"), None)
-            .is_empty());
     }
 }

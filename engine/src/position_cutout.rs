@@ -1,19 +1,19 @@
 //! Position-first cutouts: find the tile of a band holding a sky position, cut around it with
 //! `Cutout2D`'s window, and stitch what crosses the tile's edge from the neighbouring tiles
 //! of the same band and volume onto the first tile's pixel grid (nearest pixel, see
-//! [`insitu_engine::stitch`]); one cutout per band, written as FITS by [`bands_to_fits`].
+//! [`crate::stitch`]); one cutout per band, written as FITS by [`bands_to_fits`].
 //!
-//! Used by `GET /cutout` ([`crate::cutout_service`]) and reusable by bulk jobs: [`cut_at`]
-//! for one band, [`bands_at`] for the bands a position has.
+//! Used by the server's `GET /cutout`, SODA and bulk jobs, and by [`crate::tensor_cuts`]:
+//! [`cut_at`] for one band, [`bands_at`] for the bands a position has, [`plan_at`] and
+//! [`cut_planned_into`] to plan first and cut into reused memory.
 
 use std::sync::Arc;
 
-use insitu_engine::cutout::{self, HeaderTemplate, Mode, Size, Window, MAX_BYTES};
-use insitu_engine::fits::header::BLOCK_LEN;
-use insitu_engine::fits::{Card, Header, Value};
-use insitu_engine::stitch::{self, Source};
-
-use crate::volumes::{LookupError, OpenImage, TileId, Tiles};
+use crate::cutout::{self, HeaderTemplate, Mode, Size, Window, MAX_BYTES};
+use crate::fits::header::BLOCK_LEN;
+use crate::fits::{Card, Header, Value};
+use crate::stitch::{self, Source};
+use crate::volume::{separation, LookupError, OpenImage, TileId, Tiles};
 
 /// Keyword prefix of the cards naming the tiles a cutout was cut from (`INTILE1`, …).
 pub const TILE_KEYWORD: &str = "INTILE";
@@ -254,15 +254,15 @@ fn tiles_near(
 pub const GAP_PIXELS: f64 = 1.0;
 
 /// The message of an engine error about a request (these carry no path).
-fn engine_reason(e: &insitu_engine::Error) -> String {
+fn engine_reason(e: &crate::Error) -> String {
     match e {
-        insitu_engine::Error::Cutout(reason) | insitu_engine::Error::Wcs(reason) => reason.clone(),
+        crate::Error::Cutout(reason) | crate::Error::Wcs(reason) => reason.clone(),
         other => other.to_string(),
     }
 }
 
 /// Cuts `band` around (`ra`, `dec`): see [`plan_at`] for the tile and window, and
-/// [`insitu_engine::stitch`] for how pixels outside the tile come from its neighbours.
+/// [`crate::stitch`] for how pixels outside the tile come from its neighbours.
 pub fn cut_at(
     tiles: &Tiles,
     ra: f64,
@@ -428,19 +428,11 @@ fn neighbour_tiles(tiles: &Tiles, grid: TileId, open: &OpenImage, w: Window) -> 
         .collect()
 }
 
-/// Angular distance in degrees (haversine, exact at small angles).
-fn separation(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (d1, d2) = (dec1.to_radians(), dec2.to_radians());
-    let h = ((d2 - d1) / 2.0).sin().powi(2)
-        + d1.cos() * d2.cos() * ((ra2 - ra1).to_radians() / 2.0).sin().powi(2);
-    2.0 * h.sqrt().min(1.0).asin().to_degrees()
-}
-
 /// The cutout's header: the grid tile's header made primary with its WCS moved to the window
 /// (as `Cutout2D` shifts CRPIX), BITPIX -32 without scaling keywords (the data are physical
 /// values), and the tiles used.
 fn cutout_header(
-    image: &insitu_engine::fits::Image<'_>,
+    image: &crate::fits::Image<'_>,
     w: Window,
     dids: &[String],
 ) -> Result<Header, PositionError> {

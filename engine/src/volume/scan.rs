@@ -5,13 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use anyhow::Context;
-use insitu_engine::fits::{FitsFile, Header};
-use insitu_engine::wcs::Wcs;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{check_name, description, ImageRow, ScanReport, Volume};
+use super::{check_name, description, separation, ImageRow, ScanReport, Volume};
+use crate::fits::{FitsFile, Header};
+use crate::wcs::Wcs;
+use crate::{Error, Result};
 
 /// Bumped whenever [`ImageRow`] or the reading rules change: older caches are then ignored.
 const CACHE_VERSION: u32 = 1;
@@ -56,11 +56,17 @@ struct Candidate {
 /// Scans the volume `name` at `root`: reads the headers of files that are new or whose size
 /// or modification time changed since the cached scan, reuses the rest, drops removed ones,
 /// and writes the cache back (atomically). Never writes into the volume.
-pub fn scan_volume(name: &str, root: &Path, cache_dir: &Path) -> anyhow::Result<Volume> {
+pub fn scan_volume(name: &str, root: &Path, cache_dir: &Path) -> Result<Volume> {
     check_name(name)?;
-    let meta = std::fs::metadata(root)
-        .with_context(|| format!("cannot read the volume folder {}", root.display()))?;
-    anyhow::ensure!(meta.is_dir(), "{} is not a folder", root.display());
+    let meta = std::fs::metadata(root).map_err(|e| {
+        Error::Volume(format!(
+            "cannot read the volume folder {}: {e}",
+            root.display()
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::Volume(format!("{} is not a folder", root.display())));
+    }
     let cache_path = cache_dir.join("volumes").join(format!("{name}.json"));
     let cached = read_cache(&cache_path, root);
 
@@ -120,7 +126,7 @@ pub fn scan_volume(name: &str, root: &Path, cache_dir: &Path) -> anyhow::Result<
     if report.read > 0 || report.removed > 0 || !cache_path.exists() {
         // A cache that cannot be written costs a rescan next time, not the service.
         if let Err(e) = write_cache(&cache_path, root, entries) {
-            tracing::warn!("volume {name}: cannot write the scan cache: {e:#}");
+            tracing::warn!("volume {name}: cannot write the scan cache: {e}");
         }
     }
     Ok(Volume {
@@ -154,9 +160,9 @@ fn read_cache(path: &Path, root: &Path) -> HashMap<String, CacheEntry> {
 
 /// Writes the cache to a temporary file beside it, then renames it over the old one, so a
 /// crash never leaves half a cache.
-fn write_cache(path: &Path, root: &Path, entries: Vec<CacheEntry>) -> anyhow::Result<()> {
-    let dir = path.parent().context("the cache path has no folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+fn write_cache(path: &Path, root: &Path, entries: Vec<CacheEntry>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let cache = CacheFile {
         version: CACHE_VERSION,
         root: root.to_path_buf(),
@@ -165,13 +171,13 @@ fn write_cache(path: &Path, root: &Path, entries: Vec<CacheEntry>) -> anyhow::Re
     // One temporary name per process: two servers sharing a cache dir do not collide.
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let written = serde_json::to_vec(&cache)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| Ok(std::fs::write(&tmp, bytes)?))
-        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written.with_context(|| format!("cannot write {}", path.display()))
+    written.map_err(|e| Error::io(path, e))
 }
 
 /// The FITS-named regular files under `root`, sorted by relative path. Symbolic links are not
@@ -382,19 +388,11 @@ fn winding(ra0: f64, dec0: f64, corners: &[[f64; 2]; 4]) -> f64 {
         .sum()
 }
 
-/// Angular distance in degrees (haversine, accurate at small separations).
-fn separation(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (d1, d2) = (dec1.to_radians(), dec2.to_radians());
-    let h = ((d2 - d1) / 2.0).sin().powi(2)
-        + d1.cos() * d2.cos() * ((ra2 - ra1).to_radians() / 2.0).sin().powi(2);
-    2.0 * h.sqrt().min(1.0).asin().to_degrees()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use insitu_engine::fits::{Card, Value};
+    use crate::fits::{Card, Value};
 
     #[test]
     fn tile_index_from_header_or_name() {
@@ -431,12 +429,5 @@ mod tests {
         // Across RA = 0.
         let wrap = [[0.1, -0.1], [0.1, 0.1], [359.9, 0.1], [359.9, -0.1]];
         assert!(winding(0.0, 0.0, &wrap) < 0.0);
-    }
-
-    #[test]
-    fn separation_of_known_pairs() {
-        assert!((separation(0.0, 0.0, 90.0, 0.0) - 90.0).abs() < 1e-12);
-        assert!((separation(10.0, 89.0, 190.0, 89.0) - 2.0).abs() < 1e-9);
-        assert!((separation(5.0, 5.0, 5.0, 5.0)).abs() < 1e-15);
     }
 }
