@@ -95,9 +95,9 @@ class Volume:
     def __init__(self, path, name=None, cache_dir=None):
         path = os.path.abspath(os.fspath(path))
         if name is None:
-            name = re.sub(r"\W", "_", os.path.basename(path.rstrip(os.sep)) or "volume")
-            if not name[:1].isalpha():
-                name = "v_" + name
+            name = re.sub(r"[^A-Za-z0-9_]", "_", os.path.basename(path.rstrip(os.sep)) or "volume")
+            if not name[:1].isalpha() or name.lower() in ("ivoa", "tap_schema", "public"):
+                name = "v_" + name  # a volume name is an ADQL schema name
         self._native = _scan(path, name, os.fspath(cache_dir or _cache_dir()))
         self.path = path
 
