@@ -125,10 +125,11 @@ class Volume:
         """float32 [N, C, H, W]: per catalogue row (ra, dec, ICRS degrees) and band, the cutout
         of `fov_arcsec` (a number, or one per row, so that the field follows the galaxy) or
         `fov_pixels`, made as `tensors` makes planes into a tensor (same recipe keywords). A
-        row or band without a cutout (off the tiles, no position) is a plane of `fill`.
-        Cutting the next batch overlaps the kernels of this one. With `out` (a C-contiguous
-        float32 array of the tensor's shape), the tensor is written there and `out` returned:
-        a loader reusing one array spares the fresh memory of each call."""
+        row or band without a cutout (off the tiles, no position, a field of view over 2048
+        pixels) is a plane of `fill`. Cutting the next batch overlaps the kernels of this one.
+        With `out` (a C-contiguous float32 array of the tensor's shape), the tensor is written
+        there and `out` returned: a loader reusing one array spares the fresh memory of each
+        call."""
         ra = np.ascontiguousarray(ra, dtype=np.float64).ravel()
         dec = np.ascontiguousarray(dec, dtype=np.float64).ravel()
         if isinstance(bands, str):
