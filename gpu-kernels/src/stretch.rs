@@ -199,14 +199,44 @@ fn stretch_with(
             let inverse = 1.0 / a;
             let norm = asinh_of_positive(inverse);
             let inverse_norm = 1.0 / norm;
-            for (o, &v) in pairs {
-                let x = normalise(v);
-                let y = asinh_of_positive(x * inverse) * inverse_norm;
-                *o = if x >= 1.0 || y > 1.0 { 1.0 } else { y };
+            let finish = move |x: f32, asinh: f32| {
+                let y = asinh * inverse_norm;
+                if x >= 1.0 || y > 1.0 {
+                    1.0
+                } else {
+                    y
+                }
+            };
+            if inverse > ASINH_HUGE {
+                for (o, &v) in pairs {
+                    let x = normalise(v);
+                    *o = finish(x, asinh_of_positive(x * inverse));
+                }
+                return;
+            }
+            // t = x/a ≤ 1/a is never huge. Two passes over each block, the square root then
+            // the logarithm: each chain of dependent operations is half as long, so that an
+            // out-of-order core overlaps more values (~1.5× faster than one pass), with the
+            // same values as `asinh_of_positive`. The block stays in L1.
+            let n = out.len().min(values.len());
+            let mut sums = [0.0f32; 256];
+            for (out, values) in out[..n].chunks_mut(256).zip(values[..n].chunks(256)) {
+                for ((o, sum), &v) in out.iter_mut().zip(&mut sums).zip(values) {
+                    let x = normalise(v);
+                    *sum = sum_with_hypot(x * inverse);
+                    *o = x;
+                }
+                for (o, &sum) in out.iter_mut().zip(&sums) {
+                    let x = *o;
+                    *o = finish(x, asinh_from(x * inverse, ln_at_least_1(sum)));
+                }
             }
         }
     }
 }
+
+/// Past this, `asinh_of_positive` takes `ln(2t)`, since `t² + 1` would overflow.
+const ASINH_HUGE: f32 = 1e18;
 
 /// `asinh(t)` for `t ≥ 0` (NaN stays NaN) in plain `f32` arithmetic that the compiler
 /// vectorises, the cost of a tensor's stretch (`f32::asinh`, through `hypot` and `ln_1p`, is
@@ -216,14 +246,26 @@ fn stretch_with(
 #[inline(always)]
 pub fn asinh_of_positive(t: f32) -> f32 {
     // Selects rather than branches, so that a loop over values vectorises.
-    let t2 = t * t;
+    let huge = t > ASINH_HUGE;
+    let w = if huge { t } else { sum_with_hypot(t) };
+    let large = ln_at_least_1(w) + if huge { std::f32::consts::LN_2 } else { 0.0 };
+    asinh_from(t, large)
+}
+
+/// `t + √(t² + 1)`, whose logarithm is `asinh t`.
+#[inline(always)]
+fn sum_with_hypot(t: f32) -> f32 {
+    t + (t * t + 1.0).sqrt()
+}
+
+/// `asinh t` from `large`, its value as a logarithm: that for `t ≥ 0.1`, else the series.
+#[inline(always)]
+fn asinh_from(t: f32, large: f32) -> f32 {
     // asinh t = t − t³/6 + 3t⁵/40 − 5t⁷/112 + 35t⁹/1152 − …: the next term is below 3e-13 t.
+    let t2 = t * t;
     let series = t
         * (1.0
             + t2 * (-1.0 / 6.0 + t2 * (3.0 / 40.0 + t2 * (-5.0 / 112.0 + t2 * (35.0 / 1152.0)))));
-    let huge = t > 1e18;
-    let w = if huge { t } else { t + (t2 + 1.0).sqrt() };
-    let large = ln_at_least_1(w) + if huge { std::f32::consts::LN_2 } else { 0.0 };
     // NaN takes the series, which keeps it.
     if t >= 0.1 {
         large
@@ -242,9 +284,12 @@ fn ln_at_least_1(w: f32) -> f32 {
     let m = if high { m * 0.5 } else { m };
     let e = ((bits >> 23) & 0xff) as i32 - 127 + i32::from(high);
     let s = (m - 1.0) / (m + 1.0);
+    // 2·atanh s = 2s·(1 + s²/3 + s⁴/5 + s⁶/7 + s⁸/9), in pairs of terms (Estrin): a shorter
+    // chain than Horner's, in products by the reciprocals.
     let s2 = s * s;
-    let atanh = s * (1.0 + s2 * (1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 / 9.0))));
-    e as f32 * std::f32::consts::LN_2 + 2.0 * atanh
+    let s4 = s2 * s2;
+    let sum = (1.0 + s2 * (1.0 / 3.0)) + s4 * ((0.2 + s2 * (1.0 / 7.0)) + s4 * (1.0 / 9.0));
+    e as f32 * std::f32::consts::LN_2 + (s + s) * sum
 }
 
 fn finite(values: &[f32]) -> impl Iterator<Item = f32> + '_ {
@@ -774,6 +819,33 @@ mod tests {
             if *s != Stretch::Linear {
                 assert!(out[500] > 0.5, "{s:?}: y(0.5) = {}", out[500]);
             }
+        }
+    }
+
+    #[test]
+    fn asinh_stretch_in_blocks_equals_the_scalar_asinh() {
+        // Not a whole number of blocks, with NaN, ±inf and values outside the limits; `out`
+        // longer than `values` keeps what is past them. a = 1e-20 takes the one-pass loop
+        // (1/a past ASINH_HUGE), the others the two passes.
+        let mut values: Vec<f32> = (0..700).map(|i| (i as f32 * 0.37).sin() * 1.3).collect();
+        values[5] = f32::NAN;
+        values[300] = f32::INFINITY;
+        values[301] = f32::NEG_INFINITY;
+        for a in [0.1, 0.02, 3.0, 1e-20] {
+            let mut out = vec![-7.0; values.len() + 9];
+            apply(&values, (-1.0, 1.0), &Stretch::Asinh { a }, &mut out);
+            let inverse = 1.0 / a;
+            let norm = asinh_of_positive(inverse);
+            for (i, (&v, &got)) in values.iter().zip(&out).enumerate() {
+                let x = ((v + 1.0) * 0.5).clamp(0.0, 1.0);
+                let y = asinh_of_positive(x * inverse) * (1.0 / norm);
+                let want = if x >= 1.0 || y > 1.0 { 1.0 } else { y };
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "a = {a}, value {i} ({v}): {got} vs {want}"
+                );
+            }
+            assert!(out[values.len()..].iter().all(|&o| o == -7.0), "a = {a}");
         }
     }
 
