@@ -172,7 +172,7 @@ pub fn resample(
                 return unsafe { resample_avx2(plane, width, tables, flux, out, rows, strip) };
             }
         }
-        resample_with::<STRIP>(plane, width, tables, flux, out, rows, strip)
+        resample_with::<STRIP, false>(plane, width, tables, flux, out, rows, strip)
     })
 }
 
@@ -191,7 +191,7 @@ fn resample_avx512(
     rows: &mut Vec<f32>,
     strip: &mut Vec<f32>,
 ) {
-    resample_with::<16>(plane, width, tables, flux, out, rows, strip)
+    resample_with::<16, true>(plane, width, tables, flux, out, rows, strip)
 }
 
 /// [`resample_avx512`] with AVX2 (8 lanes).
@@ -206,7 +206,7 @@ fn resample_avx2(
     rows: &mut Vec<f32>,
     strip: &mut Vec<f32>,
 ) {
-    resample_with::<STRIP>(plane, width, tables, flux, out, rows, strip)
+    resample_with::<STRIP, true>(plane, width, tables, flux, out, rows, strip)
 }
 
 /// Rows of the horizontal pass done together, as the lanes of one vector: 8 unless a path
@@ -233,11 +233,12 @@ fn resample_portable(
     out: &mut [f32],
 ) {
     let (mut rows, mut strip) = (Vec::new(), Vec::new());
-    resample_with::<STRIP>(plane, width, tables, flux, out, &mut rows, &mut strip)
+    resample_with::<STRIP, false>(plane, width, tables, flux, out, &mut rows, &mut strip)
 }
 
+/// `AVX2`: the caller is compiled for, and was chosen on, a CPU with AVX2 (or AVX-512F).
 #[inline(always)]
-fn resample_with<const STRIP: usize>(
+fn resample_with<const STRIP: usize, const AVX2: bool>(
     plane: &[f32],
     width: usize,
     (horizontal, vertical): (&AxisTable, &AxisTable),
@@ -254,7 +255,7 @@ fn resample_with<const STRIP: usize>(
     // the same products summed in the same order, so the same values as `apply`.
     let complete = all_finite(&plane[..height * width]);
     if complete {
-        horizontal_complete::<STRIP>(plane, width, horizontal, rows, strip);
+        horizontal_complete::<STRIP, AVX2>(plane, width, horizontal, rows, strip);
     } else {
         for (y, row) in rows.chunks_exact_mut(out_w).enumerate() {
             let input = &plane[y * width..(y + 1) * width];
@@ -305,9 +306,10 @@ fn resample_with<const STRIP: usize>(
 /// The horizontal pass of a plane with every value finite, into `rows` (`height × out_w`):
 /// [`STRIP`] rows at a time, interleaved into `strip` (column `j` of the strip's rows
 /// contiguous), so that each weight multiplies a vector of that many rows. Each output is
-/// still `0 + w_0·v_0 + w_1·v_1 + …` in that order, as in `AxisTable::apply`.
+/// still `0 + w_0·v_0 + w_1·v_1 + …` in that order, as in `AxisTable::apply`. With `AVX2`,
+/// the interleaving and the sums' way back to their rows go by 8 × 8 blocks ([`transpose8`]).
 #[inline(always)]
-fn horizontal_complete<const STRIP: usize>(
+fn horizontal_complete<const STRIP: usize, const AVX2: bool>(
     plane: &[f32],
     width: usize,
     horizontal: &AxisTable,
@@ -319,25 +321,36 @@ fn horizontal_complete<const STRIP: usize>(
     strip.clear();
     strip.resize(width * STRIP, 0.0);
     let strips = height / STRIP;
+    // Columns interleaved, and outputs sent back, by blocks of 8.
+    let blocks = AVX2 && STRIP.is_multiple_of(8) && cfg!(target_arch = "x86_64");
+    let blocked = |n: usize| if blocks { n / 8 * 8 } else { 0 };
     for s in 0..strips {
         let y0 = s * STRIP;
         let input = &plane[y0 * width..(y0 + STRIP) * width];
-        for (j, column) in strip.chunks_exact_mut(STRIP).enumerate() {
-            for (r, c) in column.iter_mut().enumerate() {
+        #[cfg(target_arch = "x86_64")]
+        if blocked(width) > 0 {
+            // SAFETY: `AVX2` is true only in functions compiled with AVX2 or AVX-512F (which
+            // implies it) and called once the CPU was found to have it.
+            unsafe { transpose8::interleave::<STRIP>(input, width, strip) };
+        }
+        for j in blocked(width)..width {
+            for (r, c) in strip[j * STRIP..][..STRIP].iter_mut().enumerate() {
                 *c = input[r * width + j];
             }
         }
         let out = &mut rows[y0 * out_w..(y0 + STRIP) * out_w];
-        for x in 0..out_w {
-            let ([start, count], w) = horizontal.window(x);
-            let columns = &strip[start as usize * STRIP..][..count as usize * STRIP];
-            let mut sum = [0.0f32; STRIP];
-            for (&wk, column) in w.iter().zip(columns.chunks_exact(STRIP)) {
-                for (s, &v) in sum.iter_mut().zip(column) {
-                    *s += wk * v;
-                }
+        #[cfg(target_arch = "x86_64")]
+        for x0 in (0..blocked(out_w)).step_by(8) {
+            let mut block = [[0.0f32; STRIP]; 8];
+            for (i, sum) in block.iter_mut().enumerate() {
+                *sum = strip_sum(horizontal, x0 + i, strip);
             }
-            for (r, &s) in sum.iter().enumerate() {
+            // SAFETY: as for `interleave` above.
+            unsafe { transpose8::scatter(&block, out, out_w, x0) };
+        }
+        for x in blocked(out_w)..out_w {
+            let sum = strip_sum::<STRIP>(horizontal, x, strip);
+            for (r, s) in sum.into_iter().enumerate() {
                 out[r * out_w + x] = s;
             }
         }
@@ -351,6 +364,107 @@ fn horizontal_complete<const STRIP: usize>(
                 sum += wk * vk;
             }
             *v = sum;
+        }
+    }
+}
+
+/// Output `x` of the horizontal pass for each row of an interleaved strip.
+#[inline(always)]
+fn strip_sum<const STRIP: usize>(horizontal: &AxisTable, x: usize, strip: &[f32]) -> [f32; STRIP] {
+    let ([start, count], w) = horizontal.window(x);
+    let columns = &strip[start as usize * STRIP..][..count as usize * STRIP];
+    let mut sum = [0.0f32; STRIP];
+    for (&wk, column) in w.iter().zip(columns.chunks_exact(STRIP)) {
+        for (s, &v) in sum.iter_mut().zip(column) {
+            *s += wk * v;
+        }
+    }
+    sum
+}
+
+/// 8 × 8 blocks of `f32` transposed in AVX2 registers, for the horizontal pass: one value at a
+/// time, its interleaving of a strip's rows and its sums' way back to the rows cost as much as
+/// the products. Data movement only, so the same values. `STRIP` is a multiple of 8 (the
+/// strip's rows in groups of 8).
+#[cfg(target_arch = "x86_64")]
+mod transpose8 {
+    use std::arch::x86_64::{
+        __m256, _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    };
+
+    /// Row `i` of the result is column `i` of `m`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn transpose(m: [__m256; 8]) -> [__m256; 8] {
+        // Pairs of rows interleaved, then quadruples, then the 128-bit halves exchanged.
+        let t = [
+            _mm256_unpacklo_ps(m[0], m[1]),
+            _mm256_unpackhi_ps(m[0], m[1]),
+            _mm256_unpacklo_ps(m[2], m[3]),
+            _mm256_unpackhi_ps(m[2], m[3]),
+            _mm256_unpacklo_ps(m[4], m[5]),
+            _mm256_unpackhi_ps(m[4], m[5]),
+            _mm256_unpacklo_ps(m[6], m[7]),
+            _mm256_unpackhi_ps(m[6], m[7]),
+        ];
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xee>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xee>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xee>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xee>(t[5], t[7]),
+        ];
+        std::array::from_fn(|i| match i {
+            0..4 => _mm256_permute2f128_ps::<0x20>(u[i], u[i + 4]),
+            _ => _mm256_permute2f128_ps::<0x31>(u[i - 4], u[i]),
+        })
+    }
+
+    /// `strip[j · STRIP + r] = input[r · width + j]` for the columns `j` below `width / 8 · 8`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn interleave<const STRIP: usize>(input: &[f32], width: usize, strip: &mut [f32]) {
+        for j0 in (0..width / 8 * 8).step_by(8) {
+            for group in 0..STRIP / 8 {
+                let rows = std::array::from_fn(|r| {
+                    let row = &input[(group * 8 + r) * width + j0..][..8];
+                    // SAFETY: `row` holds the 8 values read.
+                    unsafe { _mm256_loadu_ps(row.as_ptr()) }
+                });
+                for (k, column) in transpose(rows).into_iter().enumerate() {
+                    let to = &mut strip[(j0 + k) * STRIP + group * 8..][..8];
+                    // SAFETY: `to` holds the 8 values written.
+                    unsafe { _mm256_storeu_ps(to.as_mut_ptr(), column) };
+                }
+            }
+        }
+    }
+
+    /// `out[r · out_w + x0 + i] = block[i][r]`: the sums of outputs `x0..x0 + 8` for each row
+    /// of the strip, written to the rows.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub fn scatter<const STRIP: usize>(
+        block: &[[f32; STRIP]; 8],
+        out: &mut [f32],
+        out_w: usize,
+        x0: usize,
+    ) {
+        for group in 0..STRIP / 8 {
+            let sums = std::array::from_fn(|i| {
+                let sum = &block[i][group * 8..][..8];
+                // SAFETY: `sum` holds the 8 values read.
+                unsafe { _mm256_loadu_ps(sum.as_ptr()) }
+            });
+            for (r, row) in transpose(sums).into_iter().enumerate() {
+                let to = &mut out[(group * 8 + r) * out_w + x0..][..8];
+                // SAFETY: `to` holds the 8 values written.
+                unsafe { _mm256_storeu_ps(to.as_mut_ptr(), row) };
+            }
         }
     }
 }
@@ -509,28 +623,36 @@ mod tests {
 
     #[test]
     fn dispatched_and_strip_loops_match_the_per_value_definition() {
+        // Sizes with and without whole blocks of 8 (columns in, outputs out) and strips.
+        let cases = [
+            (300, 203, None, 224, 160),
+            (101, 97, None, 224, 160),
+            (150, 61, Some(37), 224, 160),
+            (7, 40, None, 37, 45),
+            (90, 35, None, 13, 20),
+        ];
         for filter in [Filter::Bilinear, Filter::Lanczos3] {
-            for (width, height, hole) in [(300, 203, None), (101, 97, None), (150, 61, Some(37))] {
+            for (width, height, hole, out_w, out_h) in cases {
                 let plane = noisy(width, height, hole);
                 let (h, v) = (
-                    AxisTable::new(filter, width, 224),
-                    AxisTable::new(filter, height, 160),
+                    AxisTable::new(filter, width, out_w),
+                    AxisTable::new(filter, height, out_h),
                 );
                 // The definition: every output from `apply`, horizontal pass first.
-                let rows: Vec<f32> = (0..height * 224)
-                    .map(|i| h.apply(i % 224, |j| plane[(i / 224) * width + j]))
+                let rows: Vec<f32> = (0..height * out_w)
+                    .map(|i| h.apply(i % out_w, |j| plane[(i / out_w) * width + j]))
                     .collect();
-                let want: Vec<f32> = (0..160 * 224)
-                    .map(|i| v.apply(i / 224, |j| rows[j * 224 + i % 224]))
+                let want: Vec<f32> = (0..out_h * out_w)
+                    .map(|i| v.apply(i / out_w, |j| rows[j * out_w + i % out_w]))
                     .collect();
-                let mut got = vec![0.0; 160 * 224];
+                let mut got = vec![0.0; out_h * out_w];
                 resample(&plane, width, (&h, &v), 1.0, &mut got);
-                let mut portable = vec![0.0; 160 * 224];
+                let mut portable = vec![0.0; out_h * out_w];
                 resample_portable(&plane, width, (&h, &v), 1.0, &mut portable);
                 #[cfg(target_arch = "x86_64")]
                 if std::is_x86_feature_detected!("avx2") {
                     let (mut rows, mut strip) = (Vec::new(), Vec::new());
-                    let mut avx2 = vec![0.0; 160 * 224];
+                    let mut avx2 = vec![0.0; out_h * out_w];
                     // SAFETY: the CPU supports AVX2, checked just above.
                     unsafe {
                         resample_avx2(
